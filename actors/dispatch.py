@@ -1,0 +1,229 @@
+"""Run one request through the fleet: decide, call the node, retry, report the outcome.
+
+Shared by the Serve ingress and the Python client (``actors.client``) so both get the
+same routing, retries, fallbacks and book-keeping. Token path cost: one router call
+per attempt, one streaming-generator hop from the NodeActor, and a fire-and-forget
+outcome report that is never awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from actors import NAMESPACE, ROUTER_NAME, node_actor_name
+from actors.errors import unwrap
+from herd.errors import (
+    BackendError,
+    FleetUnavailable,
+    HerdError,
+    ModelNotFound,
+    NodeUnavailable,
+)
+from herd.models import Decision, InferenceRequest, Outcome
+from herd.settings import Settings
+
+Chunk = dict[str, Any]
+
+
+def _retryable(err: HerdError) -> bool:
+    if isinstance(err, BackendError):
+        return err.retryable
+    return isinstance(err, ModelNotFound | NodeUnavailable)
+
+
+@dataclass(slots=True)
+class Served:
+    """A request that has its node: the decision, retries so far, and the first chunks."""
+
+    decision: Decision
+    retries: int
+    first: list[Chunk]
+    rest: AsyncIterator[list[Chunk]]
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, router: Any = None) -> None:
+        self.settings = settings
+        self._router = router
+        self._nodes: dict[str, Any] = {}
+
+    # --- handles ----------------------------------------------------------------------
+    def router(self) -> Any:
+        if self._router is None:
+            try:
+                self._router = ray.get_actor(ROUTER_NAME, namespace=NAMESPACE)
+            except ValueError:
+                raise FleetUnavailable(
+                    "the herd router is not running (run `herd deploy`)"
+                ) from None
+        return self._router
+
+    def node(self, node_id: str) -> Any:
+        handle = self._nodes.get(node_id)
+        if handle is None:
+            try:
+                handle = ray.get_actor(node_actor_name(node_id), namespace=NAMESPACE)
+            except ValueError:
+                raise NodeUnavailable(f"node {node_id} has no actor") from None
+            self._nodes[node_id] = handle
+        return handle
+
+    # --- router calls -----------------------------------------------------------------
+    async def _acquire(self, req: InferenceRequest, exclude: set[str], attempt: int) -> Decision:
+        models = (req.model, *req.fallback_models)
+        limit = self.settings.holding_queue_timeout + self.settings.actor_call_timeout
+        try:
+            async with asyncio.timeout(limit):
+                decision: Decision = await self.router().acquire.remote(
+                    req.request_id, models, frozenset(exclude), attempt
+                )
+                return decision
+        except HerdError:
+            raise
+        except Exception as exc:
+            err = unwrap(exc)
+            if isinstance(err, ModelNotFound | FleetUnavailable) or type(err) is HerdError:
+                raise err from None
+            self._router = None
+            raise FleetUnavailable(f"router unavailable: {err.message}") from None
+
+    def _report(self, decision: Decision, started_at: float, **fields: Any) -> None:
+        outcome = Outcome(
+            request_id=decision.request_id,
+            node_id=decision.node_id,
+            model=decision.model,
+            total_s=time.perf_counter() - started_at,
+            **fields,
+        )
+        try:
+            self.router().release.remote(outcome)
+        except Exception:  # the router is gone; its restart rebuilds state from heartbeats
+            self._router = None
+
+    # --- streaming ----------------------------------------------------------------------
+    async def stream(self, req: InferenceRequest) -> Served:
+        """Pick a node and wait for its first chunks; retry elsewhere on failure before them."""
+        exclude: set[str] = set()
+        attempt = 0
+        while True:
+            decision = await self._acquire(req, exclude, attempt)
+            t0 = time.perf_counter()
+            try:
+                gen = self.node(decision.node_id).stream.remote(req, decision.model)
+                async with asyncio.timeout(self.settings.first_chunk_timeout):
+                    first: list[Chunk] = await (await gen.__anext__())
+            except StopAsyncIteration:
+                first = []
+            except Exception as exc:
+                err = unwrap(exc, decision.node_id)
+                self._report(decision, t0, ok=False, error=err.message)
+                self._nodes.pop(decision.node_id, None)
+                if _retryable(err) and attempt < self.settings.max_retries:
+                    exclude.add(decision.node_id)
+                    attempt += 1
+                    continue
+                raise err from None
+            ttft = time.perf_counter() - t0
+            return Served(decision, attempt, first, self._rest(gen, decision, t0, ttft, first))
+
+    async def _rest(
+        self, gen: Any, decision: Decision, t0: float, ttft: float, first: list[Chunk]
+    ) -> AsyncIterator[list[Chunk]]:
+        last: Chunk | None = first[-1] if first else None
+        ok = False
+        error: str | None = None
+        try:
+            if last is None or not last.get("done"):
+                timeout = self.settings.chunk_timeout
+                while True:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            batch: list[Chunk] = await (await gen.__anext__())
+                    except StopAsyncIteration:
+                        break
+                    if batch:
+                        last = batch[-1]
+                    yield batch
+            ok = last is not None and bool(last.get("done"))
+            if not ok:
+                error = "stream ended without a final chunk"
+                raise BackendError(error, retryable=False)
+        except HerdError as exc:
+            error = exc.message
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            error = "client disconnected"
+            _cancel(gen)
+            raise
+        except Exception as exc:
+            err = unwrap(exc, decision.node_id)
+            error = err.message
+            raise BackendError(err.message, retryable=False) from None
+        finally:
+            self._report(
+                decision,
+                t0,
+                ok=ok,
+                started=True,
+                first_chunk_s=ttft,
+                prompt_tokens=int((last or {}).get("prompt_eval_count") or 0),
+                completion_tokens=int((last or {}).get("eval_count") or 0),
+                error=error,
+            )
+
+    # --- non-streaming ------------------------------------------------------------------
+    async def complete(self, req: InferenceRequest) -> tuple[Decision, int, Chunk]:
+        """One whole response; retries on another node when a node fails."""
+        exclude: set[str] = set()
+        attempt = 0
+        while True:
+            decision = await self._acquire(req, exclude, attempt)
+            t0 = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.settings.node.request_timeout):
+                    result: Chunk = await self.node(decision.node_id).complete.remote(
+                        req, decision.model
+                    )
+            except Exception as exc:
+                err = unwrap(exc, decision.node_id)
+                self._report(decision, t0, ok=False, error=err.message)
+                self._nodes.pop(decision.node_id, None)
+                if _retryable(err) and attempt < self.settings.max_retries:
+                    exclude.add(decision.node_id)
+                    attempt += 1
+                    continue
+                raise err from None
+            elapsed = time.perf_counter() - t0
+            self._report(
+                decision,
+                t0,
+                ok=True,
+                started=True,
+                first_chunk_s=elapsed,
+                prompt_tokens=int(result.get("prompt_eval_count") or 0),
+                completion_tokens=int(result.get("eval_count") or 0),
+            )
+            return decision, attempt, result
+
+    async def status(self) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.settings.actor_call_timeout):
+                result: dict[str, Any] = await self.router().status.remote()
+                return result
+        except HerdError:
+            raise
+        except Exception as exc:
+            self._router = None
+            raise FleetUnavailable(f"router unavailable: {unwrap(exc).message}") from None
+
+
+def _cancel(gen: Any) -> None:
+    with contextlib.suppress(Exception):
+        ray.cancel(gen)

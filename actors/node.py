@@ -1,0 +1,95 @@
+"""NodeActor: one per device, named after its node id, pinned to its own Ray node."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors import NAMESPACE, ROUTER_NAME, node_actor_name
+from actors.naming import kill_named
+from herd.backends.base import BackendState
+from herd.models import InferenceRequest, NodeHeartbeat
+from herd.node_agent import NodeAgent
+from herd.settings import Settings
+
+log = logging.getLogger("herd.actors.node")
+
+
+@ray.remote(num_cpus=0, max_concurrency=4096)
+class NodeActor:
+    def __init__(self, settings: Settings, node_id: str, ray_node_id: str) -> None:
+        self.settings = settings
+        self.agent = NodeAgent(settings, node_id=node_id, ray_node_id=ray_node_id)
+        self._router: Any = None
+        self._beat: asyncio.Task[None] | None = None
+
+    async def start(self) -> dict[str, Any]:
+        state: BackendState = await self.agent.start()
+        self._beat = asyncio.create_task(self._heartbeat_loop())
+        return {
+            "node_id": self.agent.node_id,
+            "backend": state.kind,
+            "url": state.url,
+            "ok": state.ok,
+            "models": [m.name for m in state.models],
+        }
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            try:
+                await self.push_heartbeat()
+            except Exception as exc:  # never let the loop die; next beat retries
+                log.warning("heartbeat failed: %s", exc)
+                self._router = None
+            await asyncio.sleep(interval)
+
+    async def push_heartbeat(self) -> NodeHeartbeat:
+        hb = await self.agent.heartbeat()
+        if self._router is None:
+            self._router = ray.get_actor(ROUTER_NAME, namespace=NAMESPACE)
+        await asyncio.wait_for(
+            self._router.heartbeat.remote(hb), timeout=self.settings.actor_call_timeout
+        )
+        return hb
+
+    async def stream(self, req: InferenceRequest, model: str) -> AsyncIterator[list[dict]]:
+        async for batch in self.agent.stream(req, model):
+            yield batch
+
+    async def complete(self, req: InferenceRequest, model: str) -> dict[str, Any]:
+        return await self.agent.complete(req, model)
+
+    async def drain(self, timeout: float) -> bool:
+        done = await self.agent.drain(timeout)
+        await self.push_heartbeat()
+        return done
+
+    async def shutdown(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+        await self.agent.stop()
+
+    def ping(self) -> str:
+        return self.agent.node_id
+
+
+def deploy_node_actor(
+    settings: Settings, node_id: str, ray_node_id: str, start_timeout: float = 120.0
+) -> Any:
+    """Create (replacing any previous one) this device's NodeActor and start it."""
+    name = node_actor_name(node_id)
+    kill_named(name, NAMESPACE, graceful="shutdown")
+    handle = NodeActor.options(  # type: ignore[attr-defined]
+        name=name,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray_node_id, soft=False),
+    ).remote(settings, node_id, ray_node_id)
+    ray.get(handle.start.remote(), timeout=start_timeout)
+    return handle

@@ -1,0 +1,1 @@
+"""HTTP clients for a device's local backends, each behind the :class:`Backend` protocol."""

@@ -1,0 +1,151 @@
+"""Client for a device's local Ollama, over aiohttp (measured ~6x faster than httpx here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from herd.backends.base import BackendState
+from herd.backends.http_errors import error_for_status
+from herd.errors import BackendError, BackendTimeout, HerdError
+from herd.models import LoadedModel, ModelOnDisk, RequestKind
+
+_PATHS: dict[str, str] = {
+    "chat": "/api/chat",
+    "generate": "/api/generate",
+    "embed": "/api/embed",
+    "embeddings": "/api/embeddings",
+}
+
+
+def _model_on_disk(entry: Mapping[str, Any]) -> ModelOnDisk:
+    details = entry.get("details") or {}
+    return ModelOnDisk(
+        name=str(entry.get("model") or entry.get("name") or ""),
+        size=int(entry.get("size") or 0),
+        family=str(details.get("family") or ""),
+        parameter_size=str(details.get("parameter_size") or ""),
+        quantization_level=str(details.get("quantization_level") or ""),
+        modified_at=str(entry.get("modified_at") or ""),
+        digest=str(entry.get("digest") or ""),
+    )
+
+
+def _loaded(entry: Mapping[str, Any]) -> LoadedModel:
+    return LoadedModel(
+        name=str(entry.get("model") or entry.get("name") or ""),
+        size=int(entry.get("size") or 0),
+        size_vram=int(entry.get("size_vram") or 0),
+        context_length=int(entry.get("context_length") or 0),
+        expires_at=str(entry.get("expires_at") or ""),
+    )
+
+
+class OllamaBackend:
+    """The Backend protocol over Ollama's native API."""
+
+    kind = "ollama"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 600.0,
+        probe_timeout: float = 2.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._probe_timeout = probe_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(
+                    total=self._request_timeout, sock_connect=self._connect_timeout
+                ),
+            )
+        return self._session
+
+    async def _get_json(self, path: str) -> Any:
+        timeout = aiohttp.ClientTimeout(total=self._probe_timeout)
+        async with self._http().get(self.url + path, timeout=timeout) as resp:
+            if resp.status != 200:
+                raise error_for_status(resp.status, await resp.text())
+            return await resp.json(content_type=None)
+
+    async def probe(self) -> BackendState:
+        try:
+            version, tags, ps = await asyncio.gather(
+                self._get_json("/api/version"),
+                self._get_json("/api/tags"),
+                self._get_json("/api/ps"),
+            )
+        except (aiohttp.ClientError, TimeoutError, HerdError, ValueError) as exc:
+            return BackendState("ollama", self.url, ok=False, error=str(exc) or type(exc).__name__)
+        return BackendState(
+            "ollama",
+            self.url,
+            ok=True,
+            version=str(version.get("version", "")),
+            models=tuple(_model_on_disk(m) for m in tags.get("models") or ()),
+            loaded=tuple(_loaded(m) for m in ps.get("models") or ()),
+        )
+
+    async def stream(
+        self, kind: RequestKind, body: Mapping[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        payload = dict(body)
+        payload["stream"] = True
+        started = False
+        try:
+            async with self._http().post(self.url + _PATHS[kind], json=payload) as resp:
+                if resp.status != 200:
+                    raise error_for_status(resp.status, await resp.text())
+                async for raw in resp.content:
+                    if not raw.strip():
+                        continue
+                    chunk = json.loads(raw)
+                    if "error" in chunk:
+                        raise BackendError(str(chunk["error"]), retryable=not started)
+                    started = True
+                    yield chunk
+                    if chunk.get("done"):
+                        return
+            raise BackendError("backend closed the stream early", retryable=not started)
+        except TimeoutError as exc:
+            raise BackendTimeout(f"ollama timed out: {exc}", retryable=not started) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"ollama: {exc}", retryable=not started) from None
+        except ValueError as exc:
+            raise BackendError(f"ollama sent bad JSON: {exc}", retryable=not started) from None
+
+    async def complete(self, kind: RequestKind, body: Mapping[str, Any]) -> dict[str, Any]:
+        payload = dict(body)
+        if kind in ("chat", "generate"):
+            payload["stream"] = False
+        try:
+            async with self._http().post(self.url + _PATHS[kind], json=payload) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    raise error_for_status(resp.status, text)
+                result: dict[str, Any] = json.loads(text)
+                return result
+        except TimeoutError as exc:
+            raise BackendTimeout(f"ollama timed out: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"ollama: {exc}") from None
+        except ValueError as exc:
+            raise BackendError(f"ollama sent bad JSON: {exc}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

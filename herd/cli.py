@@ -1,0 +1,139 @@
+"""The ``herd`` command: deploy, status, demo, stop, drain, sim-node.
+
+The composition root: it imports ``actors`` / ``serve_app`` (and so ``ray``) lazily,
+inside the commands that need them, so ``import herd`` never loads Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from herd.errors import HerdError
+from herd.settings import Settings, load_settings
+
+
+def _fail(message: str) -> int:
+    print(f"herd: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.cluster import connect
+    from actors.deploy import deploy
+
+    connect(args.address or settings.ray_address, timeout=settings.ray_connect_timeout)
+    head = True if args.head else (False if args.no_head else None)
+    result = deploy(settings, node_name=args.node_name, ray_node_id=args.ray_node_id, head=head)
+    parts = [f"node {result['node']} deployed on ray node {result['ray_node_id'][:12]}"]
+    if result.get("router"):
+        parts.append("router deployed")
+    if result.get("endpoint"):
+        parts.append(f"endpoint {result['endpoint']}")
+    print("; ".join(parts))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from actors.client import connect_client
+    from herd.status_table import render_status
+
+    client = connect_client(args.address or settings.ray_address, settings=settings)
+    status = client.fleet_status()
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.cluster import connect
+    from actors.teardown import stop_herd
+
+    connect(args.address or settings.ray_address, timeout=settings.ray_connect_timeout)
+    for line in stop_herd(settings, drain_timeout=args.drain_timeout):
+        print(line)
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.cluster import connect
+    from actors.teardown import drain_node
+
+    connect(args.address or settings.ray_address, timeout=settings.ray_connect_timeout)
+    print(drain_node(args.node, timeout=args.timeout))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from herd.demo import run_demo
+
+    return run_demo(
+        settings, port=args.port, keep_running=not args.once, llamacpp=not args.no_llamacpp
+    )
+
+
+def cmd_sim_node(argv: Sequence[str]) -> int:
+    from herd.sim.cli import main as sim_main
+
+    return sim_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="herd", description="One AI endpoint for a fleet.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("deploy", help="deploy this box's NodeActor (and on the head the router)")
+    p.add_argument("--address", help="Ray address (default: FLEET_RAY_ADDRESS or auto)")
+    p.add_argument("--node-name", help="node id (default: FLEET_NODE_NAME or the hostname)")
+    p.add_argument("--ray-node-id", help="pin to this Ray node (default: this machine's)")
+    p.add_argument("--head", action="store_true", help="also deploy router + Serve here")
+    p.add_argument("--no-head", action="store_true", help="only the NodeActor")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("status", help="show the fleet")
+    p.add_argument("--address")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("stop", help="drain every node, then remove herd from the cluster")
+    p.add_argument("--address")
+    p.add_argument("--drain-timeout", type=float, default=30.0)
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("drain", help="stop routing to a node once its in-flight work is done")
+    p.add_argument("node")
+    p.add_argument("--address")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_drain)
+
+    p = sub.add_parser("demo", help="a local one-box fleet that really answers requests")
+    p.add_argument("--port", type=int, default=None, help="endpoint port (default FLEET_PORT)")
+    p.add_argument("--once", action="store_true", help="exit after the demo requests")
+    p.add_argument("--no-llamacpp", action="store_true", help="emulated nodes only")
+    p.set_defaults(func=cmd_demo)
+
+    sub.add_parser("sim-node", help="run the Ollama emulator (see herd sim-node --help)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim-node"]:
+        return cmd_sim_node(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        func: Any = args.func
+        code: int = func(args, settings)
+        return code
+    except HerdError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Start and stop Ray nodes on this machine as child processes (demo, benchmarks).
+
+Every node is ``ray start --block`` in its own process group on 127.0.0.1, so it is
+ours to stop without touching any other Ray on the machine. Each carries a custom
+resource ``herd_node_<name>`` so herd can find its Ray node id and pin actors to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from herd.errors import FleetUnavailable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate: object, timeout: float, what: str, step: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(step)
+    raise FleetUnavailable(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def ray_executable() -> str:
+    candidate = Path(sys.executable).parent / "ray"
+    return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
+
+
+def resource_name(node_name: str) -> str:
+    return f"herd_node_{node_name}"
+
+
+def ray_env(serve_proxy: str = "haproxy") -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    env.setdefault("RAY_health_check_period_ms", "500")
+    env.setdefault("RAY_health_check_failure_threshold", "3")
+    env.setdefault("RAY_health_check_initial_delay_ms", "0")
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    if serve_proxy == "haproxy":
+        env.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+        env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    return env
+
+
+@dataclass
+class LocalRay:
+    """Ray nodes on 127.0.0.1 that this process started and will stop."""
+
+    gcs_port: int
+    serve_proxy: str = "haproxy"
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    head_name: str = "head"
+    log_dir: Path = field(default_factory=lambda: Path("/tmp/herd-localray"))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+        self.procs[name] = subprocess.Popen(
+            [ray_executable(), "start", "--block", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ray_env(self.serve_proxy),
+            start_new_session=True,
+        )
+
+    def start_head(self, name: str, num_cpus: int = 2, timeout: float = 60.0) -> None:
+        self.head_name = name
+        if port_open(self.gcs_port):
+            raise FleetUnavailable(f"port {self.gcs_port} is taken: is another Ray running?")
+        self._spawn(
+            name,
+            [
+                "--head",
+                "--node-ip-address=127.0.0.1",
+                f"--port={self.gcs_port}",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                f"--num-cpus={num_cpus}",
+                "--object-store-memory=150000000",
+                f"--resources={json.dumps({resource_name(name): 1})}",
+            ],
+        )
+        wait_until(lambda: port_open(self.gcs_port), timeout, "the Ray head")
+
+    def add_worker(self, name: str, num_cpus: int = 1) -> None:
+        self._spawn(
+            name,
+            [
+                f"--address={self.address}",
+                "--node-ip-address=127.0.0.1",
+                f"--num-cpus={num_cpus}",
+                "--object-store-memory=80000000",
+                f"--resources={json.dumps({resource_name(name): 1})}",
+            ],
+        )
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for name in [n for n in self.procs if n != self.head_name]:
+            self.kill(name)
+        self.kill(self.head_name)

@@ -1,0 +1,189 @@
+"""The router's logic, without Ray: fleet state, decisions, the holding queue, outcomes.
+
+``RouterCore`` is what the RouterActor wraps. Decisions run the pure scoring
+pipeline over a frozen snapshot; a request that no node can take waits in the
+holding queue and is re-scored whenever the fleet changes (event-driven), up to
+``holding_queue_timeout``, then fails with ``NoCapacity`` (503 + Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from herd.errors import ModelNotFound, NoCapacity
+from herd.fleet import FleetState
+from herd.models import Decision, NodeHeartbeat, Outcome
+from herd.scoring import ScoringWeights, rank
+from herd.settings import Settings
+
+
+class RouterCore:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.fleet = FleetState(settings.heartbeat_timeout, settings.heartbeat_offline)
+        self.weights = ScoringWeights(
+            thermal_hot=settings.score_thermal_hot,
+            queue_penalty=settings.score_queue_penalty,
+            queue_step=settings.score_queue_step,
+        )
+        self._change = asyncio.Event()
+        self.waiting = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=500)
+        self.counters: dict[str, int] = {"requests": 0, "ok": 0, "failed": 0, "retries": 0}
+
+    # --- fleet inputs ---------------------------------------------------------------
+    def heartbeat(self, hb: NodeHeartbeat) -> None:
+        self.fleet.heartbeat(hb, self.clock())
+        self._notify()
+
+    def ray_node_dead(self, ray_node_id: str) -> list[str]:
+        hit = self.fleet.mark_ray_node_dead(ray_node_id, self.clock())
+        if hit:
+            self._notify()
+        return hit
+
+    def _notify(self) -> None:
+        self._change.set()
+        self._change = asyncio.Event()
+
+    # --- decisions --------------------------------------------------------------------
+    def try_route(
+        self,
+        request_id: str,
+        models: Sequence[str],
+        exclude: frozenset[str] = frozenset(),
+        attempt: int = 0,
+    ) -> Decision | None:
+        """Best node for the first model (then each fallback) that some node can serve."""
+        now = self.clock()
+        snapshot = self.fleet.snapshot(now)
+        for index, model in enumerate(models):
+            ranking = rank(snapshot, model, now, self.weights, exclude)
+            best = ranking.best
+            if best is None:
+                continue
+            self.fleet.begin(request_id, best.node_id, model, now)
+            return Decision(
+                request_id=request_id,
+                node_id=best.node_id,
+                model=model,
+                requested_model=models[0],
+                score=best.total,
+                breakdown=best.breakdown,
+                candidates=ranking.candidates,
+                eliminated=ranking.eliminated,
+                attempt=attempt,
+                fallback=index > 0,
+            )
+        return None
+
+    async def acquire(
+        self,
+        request_id: str,
+        models: Sequence[str],
+        exclude: frozenset[str] = frozenset(),
+        attempt: int = 0,
+        wait: float | None = None,
+    ) -> Decision:
+        """Route now, or wait in the holding queue until the fleet changes or time runs out."""
+        if attempt == 0:
+            self.counters["requests"] += 1
+        else:
+            self.counters["retries"] += 1
+        decision = self.try_route(request_id, models, exclude, attempt)
+        if decision is not None:
+            return decision
+        if not any(self.fleet.known_model(m) for m in models):
+            raise ModelNotFound(f"model '{models[0]}' not found")
+        limit = self.settings.holding_queue_timeout if wait is None else wait
+        deadline = self.clock() + limit
+        self.waiting += 1
+        try:
+            while True:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise NoCapacity(
+                        f"no node can serve '{models[0]}' right now; try again shortly",
+                        retry_after=max(1.0, self.settings.heartbeat_interval),
+                    )
+                # Statuses also age with time, so look again at least every heartbeat.
+                step = min(remaining, self.settings.heartbeat_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._change.wait(), timeout=step)
+                decision = self.try_route(request_id, models, exclude, attempt)
+                if decision is not None:
+                    return decision
+        finally:
+            self.waiting -= 1
+
+    def release(self, outcome: Outcome) -> None:
+        """An attempt finished (ok or not): free its slot and remember what happened."""
+        entry = self.fleet.end(outcome.request_id)
+        if outcome.ok:
+            self.counters["ok"] += 1
+        elif not outcome.started or outcome.error:
+            self.counters["failed"] += 1
+        self.recent.append(
+            {
+                "request_id": outcome.request_id,
+                "node_id": outcome.node_id,
+                "model": outcome.model,
+                "ok": outcome.ok,
+                "ttft_s": outcome.first_chunk_s,
+                "latency_s": outcome.total_s,
+                "prompt_tokens": outcome.prompt_tokens,
+                "completion_tokens": outcome.completion_tokens,
+                "error": outcome.error,
+                "started_at": entry.started_at if entry else None,
+            }
+        )
+        self._notify()
+
+    # --- reads ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Fleet state as plain JSON-able data (``/fleet/status``, ``herd status``)."""
+        now = self.clock()
+        snap = self.fleet.snapshot(now)
+        nodes = []
+        for view in snap.nodes:
+            hb = view.heartbeat
+            nodes.append(
+                {
+                    "node_id": hb.node_id,
+                    "hostname": hb.hostname,
+                    "status": view.status,
+                    "ray_node_id": hb.ray_node_id,
+                    "backend": hb.backend,
+                    "backend_url": hb.backend_url,
+                    "backend_ok": hb.backend_ok,
+                    "backend_version": hb.backend_version,
+                    "herd_version": hb.herd_version,
+                    "draining": hb.draining,
+                    "last_seen_s_ago": round(now - view.last_seen, 3),
+                    "cpu_percent": hb.cpu_percent,
+                    "cpu_count": hb.cpu_count,
+                    "memory_total": hb.memory_total,
+                    "memory_available": hb.memory_available,
+                    "memory_pressure": hb.memory_pressure,
+                    "num_parallel": hb.num_parallel,
+                    "in_flight": view.in_flight,
+                    "in_flight_by_model": dict(view.in_flight_by_model),
+                    "models": [m.name for m in hb.models],
+                    "loaded_models": [
+                        {"name": m.name, "size": m.size, "context_length": m.context_length}
+                        for m in hb.loaded
+                    ],
+                }
+            )
+        return {
+            "nodes": nodes,
+            "queue": {"waiting": self.waiting, "in_flight": len(self.fleet.in_flight())},
+            "counters": dict(self.counters),
+            "time": now,
+        }

@@ -1,0 +1,1 @@
+"""The Ray Serve ingress: OpenAI and Ollama dialects over the fleet."""
