@@ -65,6 +65,12 @@ class RouterActor:
     def status(self) -> dict[str, Any]:
         return self.core.status()
 
+    def catalog(self) -> list[dict[str, Any]]:
+        return self.core.catalog()
+
+    def running(self) -> list[dict[str, Any]]:
+        return self.core.running()
+
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         return list(self.core.recent)[-limit:]
 

@@ -128,7 +128,7 @@ class NodeAgent:
             cpu_count=metrics.cpu_count,
             memory_total=metrics.memory_total,
             memory_available=metrics.memory_available,
-            memory_pressure=metrics.memory_pressure,  # type: ignore[arg-type]
+            memory_pressure=metrics.memory_pressure,
             models=state.models,
             loaded=state.loaded,
             num_parallel=self.settings.node.num_parallel,

@@ -13,11 +13,12 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from herd.errors import ModelNotFound, NoCapacity
 from herd.fleet import FleetState
-from herd.models import Decision, NodeHeartbeat, Outcome
+from herd.models import Decision, NodeHeartbeat, Outcome, canonical_model
 from herd.scoring import ScoringWeights, rank
 from herd.settings import Settings
 
@@ -146,6 +147,57 @@ class RouterCore:
         self._notify()
 
     # --- reads ------------------------------------------------------------------------
+    def catalog(self) -> list[dict[str, Any]]:
+        """Every model across the herd (``/api/tags``), with which nodes hold and run it."""
+        now = self.clock()
+        merged: dict[str, dict[str, Any]] = {}
+        for view in self.fleet.snapshot(now).nodes:
+            if view.status == "offline":
+                continue
+            hb = view.heartbeat
+            for model in hb.models:
+                entry = merged.setdefault(
+                    canonical_model(model.name),
+                    {"model": asdict(model), "nodes": [], "loaded_on": []},
+                )
+                entry["nodes"].append(hb.node_id)
+            for loaded in hb.loaded:
+                entry = merged.setdefault(
+                    canonical_model(loaded.name),
+                    {
+                        "model": {"name": loaded.name, "size": loaded.size},
+                        "nodes": [hb.node_id],
+                        "loaded_on": [],
+                    },
+                )
+                entry["loaded_on"].append(hb.node_id)
+        return [merged[k] for k in sorted(merged)]
+
+    def running(self) -> list[dict[str, Any]]:
+        """Every loaded model on every reachable node (``/api/ps``)."""
+        now = self.clock()
+        out = []
+        for view in self.fleet.snapshot(now).nodes:
+            if view.status == "offline":
+                continue
+            for loaded in view.heartbeat.loaded:
+                disk = next(
+                    (
+                        m
+                        for m in view.heartbeat.models
+                        if canonical_model(m.name) == canonical_model(loaded.name)
+                    ),
+                    None,
+                )
+                out.append(
+                    {
+                        "node": view.node_id,
+                        "loaded": asdict(loaded),
+                        "model": asdict(disk) if disk else None,
+                    }
+                )
+        return out
+
     def status(self) -> dict[str, Any]:
         """Fleet state as plain JSON-able data (``/fleet/status``, ``herd status``)."""
         now = self.clock()

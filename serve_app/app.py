@@ -1,0 +1,49 @@
+"""The Serve deployment: one FastAPI app per replica, built after the constructor.
+
+Routes are plain closures over a :class:`~serve_app.service.HerdService` created in
+the replica (``__serve_build_asgi_app__``), so nothing request-related is pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+
+from herd.settings import Settings
+from serve_app.routes import build_app
+from serve_app.service import HerdService
+
+log = logging.getLogger("herd.serve")
+
+APP_NAME = "herd"
+
+
+@serve.ingress()
+class HerdIngress:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service = HerdService(settings)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_app(self.service)
+
+
+def deploy_serve(settings: Settings, replicas: int = 1) -> str:
+    """Start Serve on the head (HTTP on FLEET_HOST:FLEET_PORT) and deploy the ingress."""
+    serve.start(
+        proxy_location="HeadOnly",
+        http_options={"host": settings.host, "port": settings.port},
+    )
+    deployment: Any = serve.deployment(
+        HerdIngress,
+        name="HerdIngress",
+        num_replicas=replicas,
+        ray_actor_options={"num_cpus": 0},
+        max_ongoing_requests=10_000,
+    )
+    serve.run(deployment.bind(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}"
