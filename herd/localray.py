@@ -110,9 +110,21 @@ class LocalRay:
                 f"--resources={json.dumps({resource_name(name): 1})}",
             ],
         )
-        wait_until(lambda: port_open(self.gcs_port), timeout, "the Ray head")
+        wait_until(lambda: self.started(name), timeout, "the Ray head", step=0.2)
 
-    def add_worker(self, name: str, num_cpus: int = 1) -> None:
+    def started(self, name: str) -> bool:
+        """``ray start --block`` prints its blocking notice once the node registered."""
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is not None:
+            raise FleetUnavailable(f"ray node {name} exited; see {self.log_dir / name}.log")
+        try:
+            return b"block forever" in (self.log_dir / f"{name}.log").read_bytes()
+        except OSError:
+            return False
+
+    def add_worker(self, name: str, num_cpus: int = 1, timeout: float = 90.0) -> None:
+        """Start one worker node and wait until it registered (raylets started at the
+        same instant on one machine can collide on their socket names)."""
         self._spawn(
             name,
             [
@@ -123,6 +135,7 @@ class LocalRay:
                 f"--resources={json.dumps({resource_name(name): 1})}",
             ],
         )
+        wait_until(lambda: self.started(name), timeout, f"Ray node {name}", step=0.2)
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name, None)

@@ -72,24 +72,28 @@ class NodeAgent:
         return await self._start_llamacpp()
 
     async def _start_llamacpp(self) -> Backend:
-        from herd.backends.llamacpp_server import LlamaCppSupervisor, ensure_gemma_model
+        from herd.backends.llamacpp_server import LlamaCppSupervisor
         from herd.backends.openai_compat import OpenAICompatBackend
 
         node = self.settings.node
-        model_path = node.llamacpp_model_path or ensure_gemma_model(self.settings.data_dir)
-        self.supervisor = LlamaCppSupervisor(
-            model_path=model_path,
-            alias="gemma3:270m",
-            host="127.0.0.1",
-            port=node.llamacpp_port,
-            parallel=node.num_parallel,
-        )
+        if node.llamacpp_model_path is not None:
+            alias = node.llamacpp_model_path.stem
+            self.supervisor = LlamaCppSupervisor(
+                node.llamacpp_model_path, alias, port=node.llamacpp_port, parallel=node.num_parallel
+            )
+        else:
+            self.supervisor = LlamaCppSupervisor.for_gemma(
+                self.settings.data_dir / "models",
+                port=node.llamacpp_port,
+                parallel=node.num_parallel,
+            )
         await self.supervisor.start()
         return OpenAICompatBackend(
             self.supervisor.url,
             kind="llamacpp",
-            request_timeout=node.request_timeout,
             connect_timeout=node.connect_timeout,
+            request_timeout=node.request_timeout,
+            probe_timeout=node.probe_timeout,
         )
 
     async def stop(self) -> None:

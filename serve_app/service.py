@@ -1,0 +1,130 @@
+"""Request handling for both dialects, independent of how the app is hosted.
+
+``HerdService`` parses a body, asks the :class:`~actors.dispatch.Dispatcher` for a
+node (decision, retries, fallbacks) and writes the answer in the client's dialect.
+Errors are raised as :mod:`herd.errors` types and mapped by ``serve_app.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from actors.dispatch import Dispatcher, Served
+from actors.errors import unwrap
+from herd import convert
+from herd.convert.encode import dumps
+from herd.errors import FleetUnavailable, HerdError, PayloadTooLarge
+from herd.models import Decision, InferenceRequest
+from herd.settings import Settings
+
+JSON = "application/json; charset=utf-8"
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+
+Writer = Callable[[dict[str, Any]], list[bytes]]
+
+
+def herd_headers(decision: Decision, retries: int) -> dict[str, str]:
+    """Which node and model served, documented in the README."""
+    return {
+        "X-Herd-Request-Id": decision.request_id,
+        "X-Herd-Node": decision.node_id,
+        "X-Herd-Model": decision.model,
+        "X-Herd-Fallback": "true" if decision.fallback else "false",
+        "X-Herd-Retries": str(retries),
+    }
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+class HerdService:
+    def __init__(self, settings: Settings, dispatcher: Dispatcher | None = None) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher or Dispatcher(settings)
+
+    # --- input ---------------------------------------------------------------------
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        return body
+
+    @staticmethod
+    def request_meta(request: Request) -> dict[str, Any]:
+        return {
+            "request_id": uuid.uuid4().hex,
+            "received_at": time.time(),
+            "header_tags": request.headers.get("x-herd-tags"),
+            "client": request.client.host if request.client else None,
+        }
+
+    # --- running a request -----------------------------------------------------------
+    async def run_stream(
+        self, req: InferenceRequest, media_type: str, make_writer: Callable[[Decision], Any]
+    ) -> StreamingResponse:
+        """Route, wait for the first chunks (retrying elsewhere before them), then stream."""
+        served = await self.dispatcher.stream(req)
+        writer = make_writer(served.decision)
+        return StreamingResponse(
+            self._body(served, writer),
+            media_type=media_type,
+            headers=herd_headers(served.decision, served.retries),
+        )
+
+    @staticmethod
+    async def _body(served: Served, writer: Any) -> AsyncIterator[bytes]:
+        try:
+            yield b"".join(out for chunk in served.first for out in writer.feed(chunk))
+            async for batch in served.rest:
+                yield b"".join(out for chunk in batch for out in writer.feed(chunk))
+        except HerdError as exc:
+            yield writer.error(exc.message)
+
+    async def run_complete(self, req: InferenceRequest) -> tuple[Decision, int, dict[str, Any]]:
+        return await self.dispatcher.complete(req)
+
+    # --- fleet reads -----------------------------------------------------------------
+    async def _router_call(self, method: str) -> Any:
+        try:
+            async with asyncio.timeout(self.settings.actor_call_timeout):
+                return await getattr(self.dispatcher.router(), method).remote()
+        except HerdError:
+            raise
+        except Exception as exc:
+            raise FleetUnavailable(f"router unavailable: {unwrap(exc).message}") from None
+
+    async def catalog(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._router_call("catalog")
+        return result
+
+    async def running(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._router_call("running")
+        return result
+
+    async def fleet_status(self) -> dict[str, Any]:
+        return await self.dispatcher.status()
+
+
+class NdjsonWriter:
+    """Ollama dialect stream writer: each chunk is one NDJSON line."""
+
+    __slots__ = ()
+
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+        return [convert.ndjson_line(chunk)]
+
+    def error(self, message: str) -> bytes:
+        return convert.ndjson_line(convert.ollama_error_body(message))
