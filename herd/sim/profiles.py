@@ -2,7 +2,8 @@
 
 Built-ins (see :func:`builtin_profile_names`):
 
-* ``mac-studio``: 192 GiB unified memory, 4 parallel slots, a 70B model preloaded.
+* ``mac-studio``: 192 GiB unified memory, 4 parallel slots, a 70B model preloaded
+  (12 tokens/s on the 70B, 25 on the 32B, 60 on the rest).
 * ``gaming-pc``: 24 GiB of VRAM, the fastest generation, mid-size models.
 * ``mac-mini``: 32 GiB, 2 slots, small and mid-size models.
 * ``laptop``: 16 GiB, CPU only (``size_vram`` 0), slow, a short queue (8).
@@ -121,6 +122,13 @@ def _pick(*names: str) -> list[SimModel]:
     return [CATALOGUE[n if ":" in n else f"{n}:latest"] for n in names]
 
 
+def _speed(model: SimModel, tokens_per_s: float, prompt_tokens_per_s: float) -> SimModel:
+    """The same model, slower on this node (large models generate fewer tokens/s)."""
+    return model.model_copy(
+        update={"tokens_per_s": tokens_per_s, "prompt_tokens_per_s": prompt_tokens_per_s}
+    )
+
+
 def _registry() -> list[SimModel]:
     return list(CATALOGUE.values())
 
@@ -137,8 +145,9 @@ def mac_studio() -> SimProfile:
         num_parallel=4,
         max_loaded_models=4,
         models=[
-            *_pick("llama3.3:70b", "qwen3:32b", "qwen3:8b", "llama3.2:3b", "gemma3:12b"),
-            *_pick("nomic-embed-text"),
+            _speed(CATALOGUE["llama3.3:70b"], 12.0, 150.0),
+            _speed(CATALOGUE["qwen3:32b"], 25.0, 300.0),
+            *_pick("qwen3:8b", "llama3.2:3b", "gemma3:12b", "nomic-embed-text"),
         ],
         preload=["llama3.3:70b"],
         registry=_registry(),

@@ -1,0 +1,152 @@
+"""A real herd fleet on this one machine: several Ray nodes on 127.0.0.1, Ollama
+emulators and/or the packaged llama.cpp model, the router and the Serve endpoint.
+
+Used by ``herd demo``, the integration tests and the benchmarks, so all three run the
+same deployment code as a real fleet (``herd deploy``) does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ray
+
+from actors.cluster import connect, ray_node_with_resource
+from actors.node import deploy_node_actor
+from actors.router import deploy_router_actor
+from actors.teardown import stop_herd
+from herd.localray import LocalRay, free_port, port_open, resource_name, wait_until
+from herd.settings import Settings
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One device: ``backend`` "sim" (an emulator with ``profile``) or "llamacpp"."""
+
+    name: str
+    backend: str = "sim"
+    profile: str = "mac-mini"
+    ray_node: str | None = None  # host on another spec's Ray node instead of its own
+
+
+@dataclass
+class LocalFleet:
+    settings: Settings
+    specs: tuple[NodeSpec, ...]
+    serve_proxy: str = "haproxy"
+    cluster: LocalRay = field(init=False)
+    emulators: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    emulator_urls: dict[str, str] = field(default_factory=dict)
+    endpoint: str = ""
+
+    def __post_init__(self) -> None:
+        self.cluster = LocalRay(gcs_port=free_port(), serve_proxy=self.serve_proxy)
+
+    # --- lifecycle -----------------------------------------------------------------
+    def start(self, online_timeout: float = 90.0) -> str:
+        ray_nodes = [s.name for s in self.specs if s.ray_node is None]
+        self.cluster.start_head(ray_nodes[0])
+        for name in ray_nodes[1:]:
+            self.cluster.add_worker(name)
+        for spec in self.specs:
+            if spec.backend == "sim":
+                self.start_emulator(spec.name, spec.profile)
+        connect(self.cluster.address, timeout=30)
+        head_id = self.ray_node_id(ray_nodes[0])
+        deploy_router_actor(self.settings, ray_node_id=head_id)
+        for spec in self.specs:
+            self.deploy_node(spec)
+        from serve_app.app import deploy_serve
+
+        self.endpoint = deploy_serve(self.settings)
+        self.wait_online(len(self.specs), online_timeout)
+        return self.endpoint
+
+    def ray_node_id(self, ray_node_name: str) -> str:
+        found = ray_node_with_resource(resource_name(ray_node_name))
+        if found is None:
+            raise RuntimeError(f"no Ray node carries {resource_name(ray_node_name)}")
+        return found
+
+    def node_settings(self, spec: NodeSpec) -> Settings:
+        node: dict[str, Any] = {"name": spec.name}
+        if spec.backend == "sim":
+            node.update(ollama_host=self.emulator_urls[spec.name], llamacpp="off")
+        else:
+            node.update(llamacpp="on")
+        return self.settings.model_copy(update={"node": self.settings.node.model_copy(update=node)})
+
+    def deploy_node(self, spec: NodeSpec) -> Any:
+        ray_id = self.ray_node_id(spec.ray_node or spec.name)
+        return deploy_node_actor(self.node_settings(spec), spec.name, ray_id)
+
+    def start_emulator(self, name: str, profile: str | Path, port: int | None = None) -> str:
+        port = port or free_port()
+        cmd = [sys.executable, "-m", "herd.sim", "--port", str(port), "--profile", str(profile)]
+        self.emulators[name] = subprocess.Popen(
+            [*cmd, "--name", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.emulator_urls[name] = f"http://127.0.0.1:{port}"
+        wait_until(lambda: port_open(port), 30, f"the {name} emulator", step=0.05)
+        return self.emulator_urls[name]
+
+    def stop_emulator(self, name: str) -> None:
+        proc = self.emulators.pop(name, None)
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def stop(self, graceful: bool = False) -> None:
+        try:
+            if ray.is_initialized():
+                if graceful:
+                    for _line in stop_herd(self.settings, drain_timeout=10):
+                        pass
+                else:
+                    self._stop_node_backends()
+                ray.shutdown()
+        finally:
+            for name in list(self.emulators):
+                self.stop_emulator(name)
+            self.cluster.stop()
+
+    def _stop_node_backends(self) -> None:
+        """Stop the llama.cpp servers the node actors own (the rest dies with Ray)."""
+        from actors import NAMESPACE, node_actor_name
+        from actors.naming import get_named
+
+        refs = []
+        for spec in self.specs:
+            handle = get_named(node_actor_name(spec.name), NAMESPACE)
+            if handle is not None:
+                refs.append(handle.shutdown.remote())
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=15)
+
+    # --- reads ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.endpoint}/fleet/status", timeout=5).json()
+        return result
+
+    def node_status(self, name: str) -> dict[str, Any] | None:
+        return next((n for n in self.status()["nodes"] if n["node_id"] == name), None)
+
+    def online(self) -> set[str]:
+        try:
+            nodes = self.status()["nodes"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return set()
+        return {n["node_id"] for n in nodes if n["status"] == "online" and n["backend_ok"]}
+
+    def wait_online(self, count: int, timeout: float = 60.0) -> None:
+        wait_until(lambda: len(self.online()) >= count, timeout, f"{count} nodes online", 0.2)

@@ -1,0 +1,165 @@
+"""The load generator: one aiohttp session (keep-alive), the same code for every target.
+
+No Ray in this process: it only speaks HTTP to the emulator and to herd's ingress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+MODEL = "smollm2:135m"
+NUM_PREDICT = 8
+HEADERS = {"Content-Type": "application/json"}
+MESSAGES = [{"role": "user", "content": "Say hi."}]
+
+
+def _body(**fields: Any) -> bytes:
+    return json.dumps(
+        {"model": MODEL, "messages": MESSAGES, "options": {"num_predict": NUM_PREDICT}, **fields}
+    ).encode()
+
+
+CHAT = _body(stream=False)
+CHAT_STREAM = _body(stream=True)
+OPENAI_STREAM = json.dumps(
+    {"model": MODEL, "messages": MESSAGES, "max_tokens": NUM_PREDICT, "stream": True}
+).encode()
+
+
+class BadResponse(RuntimeError):
+    pass
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Latencies:
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    n: int
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Latencies:
+        ms = [s * 1000 for s in seconds]
+        return cls(percentile(ms, 50), percentile(ms, 99), sum(ms) / max(1, len(ms)), len(ms))
+
+
+def new_session(connections: int = 64) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
+async def complete_once(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+    """One non-streaming request, whole body read; seconds."""
+    t0 = time.perf_counter()
+    async with session.post(url, data=body, headers=HEADERS) as resp:
+        payload = await resp.read()
+        elapsed = time.perf_counter() - t0
+        if resp.status != 200:
+            raise BadResponse(f"{url}: HTTP {resp.status}: {payload[:200]!r}")
+    return elapsed
+
+
+async def first_chunk_once(
+    session: aiohttp.ClientSession, url: str, body: bytes, sse: bool = False
+) -> float:
+    """One streaming request: seconds until the first NDJSON line (or SSE ``data:`` line);
+    the rest of the stream is then read and checked."""
+    t0 = time.perf_counter()
+    async with session.post(url, data=body, headers=HEADERS) as resp:
+        if resp.status != 200:
+            raise BadResponse(f"{url}: HTTP {resp.status}: {(await resp.read())[:200]!r}")
+        while True:
+            line = await resp.content.readline()
+            if not line:
+                raise BadResponse(f"{url}: stream ended before its first chunk")
+            if line.strip() and (not sse or line.startswith(b"data:")):
+                break
+        elapsed = time.perf_counter() - t0
+        rest = await resp.read()
+    last = (line + rest).rstrip().rsplit(b"\n", 1)[-1]
+    if sse and last != b"data: [DONE]":
+        raise BadResponse(f"{url}: SSE stream did not end with [DONE]: {last[:120]!r}")
+    if not sse and b'"done":true' not in last.replace(b" ", b""):
+        raise BadResponse(f"{url}: NDJSON stream did not end with done: {last[:120]!r}")
+    return elapsed
+
+
+async def sequential(
+    session: aiohttp.ClientSession, url: str, n: int, warmup: int, stream: bool, sse: bool = False
+) -> Latencies:
+    """``warmup`` unmeasured requests, then ``n`` measured ones, one at a time."""
+    samples: list[float] = []
+    for i in range(warmup + n):
+        if stream:
+            body = OPENAI_STREAM if sse else CHAT_STREAM
+            elapsed = await first_chunk_once(session, url, body, sse)
+        else:
+            elapsed = await complete_once(session, url, CHAT)
+        if i >= warmup:
+            samples.append(elapsed)
+    return Latencies.of(samples)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    rps: float
+    ok: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def throughput(
+    session: aiohttp.ClientSession, url: str, concurrency: int, seconds: float
+) -> Throughput:
+    """``concurrency`` clients in a closed loop for ``seconds`` (after a short warm-up)."""
+    warm_until = time.perf_counter() + min(1.0, seconds / 3)
+    await asyncio.gather(*(_loop(session, url, warm_until, [], []) for _ in range(concurrency)))
+    samples: list[float] = []
+    errors: list[str] = []
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    await asyncio.gather(
+        *(_loop(session, url, deadline, samples, errors) for _ in range(concurrency))
+    )
+    elapsed = time.perf_counter() - t0
+    lat = Latencies.of(samples)
+    return Throughput(
+        len(samples) / elapsed, len(samples), len(errors), elapsed, lat.p50_ms, lat.p99_ms
+    )
+
+
+async def _loop(
+    session: aiohttp.ClientSession,
+    url: str,
+    deadline: float,
+    samples: list[float],
+    errors: list[str],
+) -> None:
+    while time.perf_counter() < deadline:
+        try:
+            samples.append(await complete_once(session, url, CHAT))
+        except (BadResponse, aiohttp.ClientError, TimeoutError) as exc:
+            errors.append(str(exc))
+            if len(errors) > 1000:
+                raise BadResponse(f"too many errors, last: {exc}") from None

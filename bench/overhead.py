@@ -1,0 +1,270 @@
+"""Router overhead: the same client against an ``instant`` Ollama emulator and through herd.
+
+For each Serve mode (``--modes haproxy,default``) a fresh local fleet is started in a
+child process (``bench/_fleet.py``: Ray head with the router and the Serve ingress, one
+worker Ray node with a NodeActor over the emulator). This process is the load generator
+(aiohttp, one keep-alive session, no Ray) and runs every workload against the emulator
+directly and through herd, side by side:
+
+* sequential non-streaming ``/api/chat``: p50/p99 latency;
+* sequential streaming ``/api/chat``: time to the first NDJSON line, p50/p99;
+* 16 concurrent clients, non-streaming, for 10 s: requests/s;
+* sequential streaming ``/v1/chat/completions`` through herd: time to the first SSE event
+  (the emulator speaks only Ollama's API, so "direct" is its ``/api/chat`` stream).
+
+Prints a table, then one line of JSON (``{"bench": "overhead", ...}``) as the last line
+of stdout. ``--quick`` runs small counts (CI, under ~2 minutes for both modes).
+
+    python bench/overhead.py [--quick] [--modes haproxy,default] [--fail-on-target]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _fleet import MODES, READY
+from _load import Latencies, new_session, sequential, throughput
+
+HERE = Path(__file__).resolve().parent
+
+# Targets from the brief: added latency at p50, added time to first chunk, herd's req/s.
+TARGET_ADDED_P50_MS = 4.0
+TARGET_ADDED_TTFT_MS = 3.5
+TARGET_RPS = 200.0
+
+
+@dataclass(frozen=True)
+class Config:
+    n: int
+    warmup: int
+    load_s: float
+    concurrency: int
+    replicas: int
+
+
+Row = dict[str, float | None]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def fleet_process(mode: str, replicas: int) -> Iterator[dict[str, Any]]:
+    """Start ``_fleet.py`` for one mode; yield its info once ready; always tear it down."""
+    cmd = [sys.executable, str(HERE / "_fleet.py"), "--mode", mode, "--replicas", str(replicas)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        while True:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the {mode} fleet exited early (code {proc.wait()})")
+            if line.startswith(READY):
+                info: dict[str, Any] = json.loads(line[len(READY) :])
+                break
+            _say(f"  [{mode} fleet] {line.rstrip()}")
+        yield info
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    try:
+        proc.communicate(timeout=120)  # closes its stdin: the fleet tears itself down
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    except KeyboardInterrupt:  # a second Ctrl-C: still make sure it stops
+        proc.terminate()
+        proc.wait(timeout=60)
+        raise
+
+
+def _pair(direct: float, herd: float) -> Row:
+    return {"direct": round(direct, 3), "herd": round(herd, 3), "added": round(herd - direct, 3)}
+
+
+async def run_workloads(info: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    direct, herd = info["emulator"], info["endpoint"]
+    metrics: dict[str, Any] = {}
+    async with new_session(cfg.concurrency * 2) as session:
+        # Non-streaming, sequential.
+        lat: dict[str, Latencies] = {}
+        for name, base in (("direct", direct), ("herd", herd)):
+            lat[name] = await sequential(session, base + "/api/chat", cfg.n, cfg.warmup, False)
+        metrics["chat_p50_ms"] = _pair(lat["direct"].p50_ms, lat["herd"].p50_ms)
+        metrics["chat_p99_ms"] = _pair(lat["direct"].p99_ms, lat["herd"].p99_ms)
+        metrics["chat_mean_ms"] = _pair(lat["direct"].mean_ms, lat["herd"].mean_ms)
+        # Streaming, sequential: time to the first NDJSON line.
+        for name, base in (("direct", direct), ("herd", herd)):
+            lat[name] = await sequential(session, base + "/api/chat", cfg.n, cfg.warmup, True)
+        metrics["ttft_p50_ms"] = _pair(lat["direct"].p50_ms, lat["herd"].p50_ms)
+        metrics["ttft_p99_ms"] = _pair(lat["direct"].p99_ms, lat["herd"].p99_ms)
+        # OpenAI dialect through herd, against the emulator's native stream.
+        oai = await sequential(
+            session, herd + "/v1/chat/completions", cfg.n, cfg.warmup, True, sse=True
+        )
+        metrics["openai_ttft_p50_ms"] = _pair(lat["direct"].p50_ms, oai.p50_ms)
+        metrics["openai_ttft_p99_ms"] = _pair(lat["direct"].p99_ms, oai.p99_ms)
+        # Closed-loop throughput at c=16.
+        tput = {}
+        for name, base in (("direct", direct), ("herd", herd)):
+            tput[name] = await throughput(session, base + "/api/chat", cfg.concurrency, cfg.load_s)
+        metrics["rps"] = {
+            "direct": round(tput["direct"].rps, 1),
+            "herd": round(tput["herd"].rps, 1),
+            "added": None,
+        }
+        metrics["rps_latency_p50_ms"] = _pair(tput["direct"].p50_ms, tput["herd"].p50_ms)
+        metrics["rps_latency_p99_ms"] = _pair(tput["direct"].p99_ms, tput["herd"].p99_ms)
+        metrics["errors"] = {"direct": tput["direct"].errors, "herd": tput["herd"].errors}
+    return metrics
+
+
+def check(metrics: dict[str, Any]) -> dict[str, bool]:
+    return {
+        "added_p50_ms": metrics["chat_p50_ms"]["added"] < TARGET_ADDED_P50_MS,
+        "added_ttft_ms": metrics["ttft_p50_ms"]["added"] < TARGET_ADDED_TTFT_MS,
+        "herd_rps": metrics["rps"]["herd"] > TARGET_RPS,
+    }
+
+
+LABELS: tuple[tuple[str, str, str], ...] = (
+    # metric key, label, target (shown in the table)
+    ("chat_p50_ms", "chat p50 ms", f"added < {TARGET_ADDED_P50_MS:g}"),
+    ("chat_p99_ms", "chat p99 ms", ""),
+    ("ttft_p50_ms", "stream 1st chunk p50 ms", f"added < {TARGET_ADDED_TTFT_MS:g}"),
+    ("ttft_p99_ms", "stream 1st chunk p99 ms", ""),
+    ("openai_ttft_p50_ms", "/v1 stream 1st event p50 ms", ""),
+    ("openai_ttft_p99_ms", "/v1 stream 1st event p99 ms", ""),
+    ("rps", "req/s at c=16", f"herd > {TARGET_RPS:g}"),
+    ("rps_latency_p50_ms", "c=16 latency p50 ms", ""),
+    ("rps_latency_p99_ms", "c=16 latency p99 ms", ""),
+)
+PASS_KEY = {"chat_p50_ms": "added_p50_ms", "ttft_p50_ms": "added_ttft_ms", "rps": "herd_rps"}
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    head = ["mode", "metric", "direct", "herd", "added", "target", ""]
+    rows = [head]
+    for mode, metrics in results.items():
+        passed = check(metrics)
+        for key, label, target in LABELS:
+            row = metrics[key]
+            verdict = ""
+            if key in PASS_KEY:
+                verdict = "ok" if passed[PASS_KEY[key]] else "MISS"
+            rows.append(
+                [
+                    mode,
+                    label,
+                    _cell(row["direct"]),
+                    _cell(row["herd"]),
+                    _cell(row["added"]),
+                    target,
+                    verdict,
+                ]
+            )
+        errs = metrics["errors"]
+        rows.append([mode, "errors under load", str(errs["direct"]), str(errs["herd"]), "", "", ""])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    right = {2, 3, 4}
+    lines = []
+    for r in rows:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--modes", default=",".join(MODES), help="haproxy,default (both)")
+    parser.add_argument("--quick", action="store_true", help="small counts and 3 s of load")
+    parser.add_argument("-n", type=int, help="sequential requests per workload (300; quick 60)")
+    parser.add_argument("--seconds", type=float, help="length of the c=16 load (10; quick 3)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--replicas", type=int, default=1, help="Serve ingress replicas")
+    parser.add_argument(
+        "--fail-on-target", action="store_true", help="exit 1 when a target is missed"
+    )
+    args = parser.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown or not args.modes:
+        parser.error(f"--modes takes {', '.join(MODES)}; got {args.modes}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = Config(
+        n=args.n or (60 if args.quick else 300),
+        warmup=20 if args.quick else 50,
+        load_s=args.seconds or (3.0 if args.quick else 10.0),
+        concurrency=args.concurrency,
+        replicas=args.replicas,
+    )
+    load_before = os.getloadavg()
+    results: dict[str, dict[str, Any]] = {}
+    startup: dict[str, float] = {}
+    for mode in args.modes:
+        _say(f"{mode}: starting a local fleet (Ray head + 1 worker, instant emulator) ...")
+        with fleet_process(mode, cfg.replicas) as info:
+            startup[mode] = round(info["startup_s"], 1)
+            _say(f"{mode}: up in {startup[mode]} s at {info['endpoint']}; measuring ...")
+            results[mode] = asyncio.run(run_workloads(info, cfg))
+    print(table(results), flush=True)
+    passed = {mode: check(metrics) for mode, metrics in results.items()}
+    ok = all(all(p.values()) for p in passed.values())
+    summary = {
+        "bench": "overhead",
+        "quick": args.quick,
+        "n": cfg.n,
+        "warmup": cfg.warmup,
+        "load_s": cfg.load_s,
+        "concurrency": cfg.concurrency,
+        "replicas": cfg.replicas,
+        "cpus": os.cpu_count(),
+        "loadavg_1m_before": round(load_before[0], 2),
+        "startup_s": startup,
+        "targets": {
+            "added_p50_ms": TARGET_ADDED_P50_MS,
+            "added_ttft_ms": TARGET_ADDED_TTFT_MS,
+            "herd_rps": TARGET_RPS,
+        },
+        "modes": results,
+        "pass": passed,
+        "ok": ok,
+    }
+    print(json.dumps(summary, separators=(",", ":")), flush=True)
+    return 1 if args.fail_on_target and not ok else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        _say("interrupted; the fleet was stopped")
+        sys.exit(130)
