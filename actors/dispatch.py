@@ -30,6 +30,7 @@ from herd.models import Decision, InferenceRequest, Outcome
 from herd.settings import Settings
 
 Chunk = dict[str, Any]
+_MARGIN = 5.0  # seconds added to node-side timeouts for the actor hop itself
 
 
 def _retryable(err: HerdError) -> bool:
@@ -117,7 +118,9 @@ class Dispatcher:
             t0 = time.perf_counter()
             try:
                 gen = self.node(decision.node_id).stream.remote(req, decision.model)
-                async with asyncio.timeout(self.settings.first_chunk_timeout):
+                # The node enforces the backend's first-chunk timeout itself; this outer
+                # bound (plus a margin) catches a node actor that stopped answering.
+                async with asyncio.timeout(self.settings.first_chunk_timeout + _MARGIN):
                     first: list[Chunk] = await (await gen.__anext__())
             except StopAsyncIteration:
                 first = []
@@ -141,7 +144,7 @@ class Dispatcher:
         error: str | None = None
         try:
             if last is None or not last.get("done"):
-                timeout = self.settings.chunk_timeout
+                timeout = self.settings.chunk_timeout + _MARGIN
                 while True:
                     try:
                         async with asyncio.timeout(timeout):

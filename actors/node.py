@@ -20,7 +20,7 @@ from herd.settings import Settings
 log = logging.getLogger("herd.actors.node")
 
 
-@ray.remote(num_cpus=0, max_concurrency=4096)
+@ray.remote(num_cpus=0, max_concurrency=4096)  # type: ignore[call-overload]
 class NodeActor:
     def __init__(self, settings: Settings, node_id: str, ray_node_id: str) -> None:
         self.settings = settings

@@ -19,7 +19,7 @@ from herd.settings import Settings
 log = logging.getLogger("herd.actors.router")
 
 
-@ray.remote(num_cpus=0, max_concurrency=100_000)
+@ray.remote(num_cpus=0, max_concurrency=100_000)  # type: ignore[call-overload]
 class RouterActor:
     def __init__(self, settings: Settings) -> None:
         self.core = RouterCore(settings)

@@ -17,7 +17,9 @@ fleet until its stdin closes (or SIGTERM), and tears everything down.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -25,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,7 +44,10 @@ class Fleet:
     endpoint: str  # herd's Serve ingress
     emulator: str  # the Ollama emulator behind the one NodeActor
     node: str
+    ray_address: str
+    head_ray_node_id: str
     startup_s: float
+    settings: Any = field(default=None, repr=False, compare=False)  # herd's Settings
 
 
 @contextmanager
@@ -64,6 +69,15 @@ def local_fleet(
     from serve_app.app import deploy_serve
 
     started = time.perf_counter()
+    # HAProxy binds fixed metrics/stats ports (9101, 8404) without SO_REUSEPORT: a second
+    # HAProxy-mode cluster on the machine (a demo, a test) would make ours crash at start.
+    # ray_env() copies os.environ into every Ray node it starts.
+    for var in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):
+        os.environ.setdefault(var, str(free_port()))
+    # Ray >= 2.60 drains a node for up to 30 s on SIGTERM; LocalRay signals the whole
+    # process group, GCS included, so the head's drain RPC can only time out (~20 s
+    # lost per teardown). Nothing to drain here: stop at once.
+    os.environ.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
     data_dir = Path(tempfile.mkdtemp(prefix="herd-bench-"))
     settings = load_settings(
         port=free_port(),
@@ -78,19 +92,103 @@ def local_fleet(
     spec = NodeSpec(NODE, "sim", profile)
     fleet = LocalFleet(settings, (spec,), serve_proxy=mode)
     fleet.cluster.log_dir = data_dir / "ray"
+    head_id = ""
     try:
         fleet.cluster.start_head(HEAD)
+        _step(started, "ray head")
         fleet.cluster.add_worker(NODE)
+        _step(started, "ray worker")
         emulator = fleet.start_emulator(NODE, profile)
         connect(fleet.cluster.address, timeout=30)
-        deploy_router_actor(settings, ray_node_id=fleet.ray_node_id(HEAD))
+        head_id = fleet.ray_node_id(HEAD)
+        deploy_router_actor(settings, ray_node_id=head_id)
+        _step(started, "router actor")
         fleet.deploy_node(spec)
+        _step(started, "node actor")
         fleet.endpoint = deploy_serve(settings, replicas=replicas)
+        _step(started, "serve")
         fleet.wait_online(1, timeout=90)
-        yield Fleet(mode, fleet.endpoint, emulator, NODE, time.perf_counter() - started)
+        _step(started, "node online")
+        yield Fleet(
+            mode,
+            fleet.endpoint,
+            emulator,
+            NODE,
+            fleet.cluster.address,
+            head_id,
+            time.perf_counter() - started,
+            settings,
+        )
     finally:
+        stopping = time.perf_counter()
         fleet.stop()
+        if head_id and mode == "haproxy":
+            orphans = kill_orphaned_haproxy(head_id)
+            if orphans:
+                print(f"  stopped orphaned haproxy {orphans}", file=sys.stderr, flush=True)
+            shutil.rmtree(Path("/tmp/haproxy-serve") / head_id, ignore_errors=True)
         shutil.rmtree(data_dir, ignore_errors=True)
+        _step(stopping, "stopped")
+
+
+def _step(since: float, what: str) -> None:
+    print(f"  {what}: {time.perf_counter() - since:.1f} s", file=sys.stderr, flush=True)
+
+
+def kill_orphaned_haproxy(
+    head_ray_node_id: str, settle: float = 3.0, timeout: float = 10.0
+) -> list[int]:
+    """Stop the HAProxy that Serve started for this cluster's head, if it outlived Ray.
+
+    Serve's proxy actor spawns HAProxy as its own child; killing the ``ray start``
+    process group (``LocalRay.stop``) does not reach it, so without a graceful
+    ``serve.shutdown()`` it keeps the endpoint's port. The dying proxy actor may even
+    start a replacement (a reload) after the cluster stopped, so this looks again until
+    ``settle`` seconds pass without finding one. HAProxy is found by its config
+    directory, which is named after the head's Ray node id, and stopped by pid.
+    """
+    marker = f"haproxy-serve/{head_ray_node_id}".encode()
+    killed: list[int] = []
+    quiet_until = time.monotonic() + settle
+    while time.monotonic() < quiet_until:
+        found = [pid for pid in _haproxy_pids(marker) if pid not in killed]
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        if found:
+            killed += found
+            quiet_until = time.monotonic() + settle
+        time.sleep(0.2)
+    deadline = time.monotonic() + timeout
+    for pid in killed:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return killed
+
+
+def _haproxy_pids(marker: bytes) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"haproxy") and any(marker in a for a in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -102,12 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=MODES, default="haproxy")
     parser.add_argument("--profile", default="instant")
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--ray-env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
+    for item in args.ray_env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value  # LocalRay hands os.environ to the Ray nodes it starts
     # The parent (the load generator) owns Ctrl-C: it closes our stdin, or sends SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate)
     with local_fleet(args.mode, args.profile, replicas=args.replicas) as fleet:
         info: dict[str, Any] = asdict(fleet)
+        info.pop("settings")
         print(f"{READY} {json.dumps(info)}", flush=True)
         sys.stdin.readline()  # EOF (or any line) means: tear down
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the teardown finish

@@ -103,20 +103,42 @@ async def first_chunk_once(
     return elapsed
 
 
+@dataclass(frozen=True)
+class Target:
+    """One endpoint and how to call it."""
+
+    url: str
+    stream: bool = False
+    sse: bool = False
+
+    async def once(self, session: aiohttp.ClientSession) -> float:
+        if not self.stream:
+            return await complete_once(session, self.url, CHAT)
+        body = OPENAI_STREAM if self.sse else CHAT_STREAM
+        return await first_chunk_once(session, self.url, body, self.sse)
+
+
+async def interleaved(
+    session: aiohttp.ClientSession, targets: Sequence[Target], n: int, warmup: int
+) -> list[Latencies]:
+    """``warmup`` + ``n`` rounds, one request to each target per round, one at a time,
+    the order rotating every round: background noise lands on every target alike."""
+    samples: list[list[float]] = [[] for _ in targets]
+    for i in range(warmup + n):
+        shift = i % len(targets)
+        for k in [*range(shift, len(targets)), *range(shift)]:
+            elapsed = await targets[k].once(session)
+            if i >= warmup:
+                samples[k].append(elapsed)
+    return [Latencies.of(s) for s in samples]
+
+
 async def sequential(
     session: aiohttp.ClientSession, url: str, n: int, warmup: int, stream: bool, sse: bool = False
 ) -> Latencies:
     """``warmup`` unmeasured requests, then ``n`` measured ones, one at a time."""
-    samples: list[float] = []
-    for i in range(warmup + n):
-        if stream:
-            body = OPENAI_STREAM if sse else CHAT_STREAM
-            elapsed = await first_chunk_once(session, url, body, sse)
-        else:
-            elapsed = await complete_once(session, url, CHAT)
-        if i >= warmup:
-            samples.append(elapsed)
-    return Latencies.of(samples)
+    (lat,) = await interleaved(session, [Target(url, stream, sse)], n, warmup)
+    return lat
 
 
 @dataclass(frozen=True)
@@ -133,20 +155,47 @@ async def throughput(
     session: aiohttp.ClientSession, url: str, concurrency: int, seconds: float
 ) -> Throughput:
     """``concurrency`` clients in a closed loop for ``seconds`` (after a short warm-up)."""
-    warm_until = time.perf_counter() + min(1.0, seconds / 3)
-    await asyncio.gather(*(_loop(session, url, warm_until, [], []) for _ in range(concurrency)))
-    samples: list[float] = []
-    errors: list[str] = []
-    t0 = time.perf_counter()
-    deadline = t0 + seconds
-    await asyncio.gather(
-        *(_loop(session, url, deadline, samples, errors) for _ in range(concurrency))
-    )
-    elapsed = time.perf_counter() - t0
-    lat = Latencies.of(samples)
-    return Throughput(
-        len(samples) / elapsed, len(samples), len(errors), elapsed, lat.p50_ms, lat.p99_ms
-    )
+    (result,) = await alternating_throughput(session, [url], concurrency, seconds, slices=1)
+    return result
+
+
+async def alternating_throughput(
+    session: aiohttp.ClientSession,
+    urls: Sequence[str],
+    concurrency: int,
+    seconds: float,
+    slices: int = 4,
+) -> list[Throughput]:
+    """Closed-loop load on each URL in turn, ``slices`` windows of ``seconds / slices``
+    each per URL (so a burst of background load hits all of them), after a warm-up."""
+    for url in urls:
+        warm_until = time.perf_counter() + min(1.0, seconds / 3)
+        await asyncio.gather(*(_loop(session, url, warm_until, [], []) for _ in range(concurrency)))
+    samples: list[list[float]] = [[] for _ in urls]
+    errors: list[list[str]] = [[] for _ in urls]
+    spent = [0.0 for _ in urls]
+    for _ in range(slices):
+        for k, url in enumerate(urls):
+            t0 = time.perf_counter()
+            deadline = t0 + seconds / slices
+            await asyncio.gather(
+                *(_loop(session, url, deadline, samples[k], errors[k]) for _ in range(concurrency))
+            )
+            spent[k] += time.perf_counter() - t0
+    results = []
+    for k in range(len(urls)):
+        lat = Latencies.of(samples[k])
+        results.append(
+            Throughput(
+                len(samples[k]) / spent[k],
+                len(samples[k]),
+                len(errors[k]),
+                spent[k],
+                lat.p50_ms,
+                lat.p99_ms,
+            )
+        )
+    return results
 
 
 async def _loop(

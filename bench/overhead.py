@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from _fleet import MODES, READY
-from _load import Latencies, new_session, sequential, throughput
+from _load import Target, alternating_throughput, interleaved, new_session
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,6 +49,7 @@ class Config:
     load_s: float
     concurrency: int
     replicas: int
+    slices: int
 
 
 Row = dict[str, float | None]
@@ -59,40 +59,47 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@contextmanager
-def fleet_process(mode: str, replicas: int) -> Iterator[dict[str, Any]]:
-    """Start ``_fleet.py`` for one mode; yield its info once ready; always tear it down."""
-    cmd = [sys.executable, str(HERE / "_fleet.py"), "--mode", mode, "--replicas", str(replicas)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
+class FleetProcess:
+    """``_fleet.py`` for one mode: boots at construction, tears down once released.
+
+    Releasing only closes its stdin, so the next mode's fleet can boot while this one
+    tears down (Ray's head takes ~20 s to stop); ``wait`` blocks until it is gone.
+    """
+
+    def __init__(self, mode: str, replicas: int, ray_env: list[str]) -> None:
+        self.mode = mode
+        cmd = [sys.executable, str(HERE / "_fleet.py"), f"--mode={mode}", f"--replicas={replicas}"]
+        cmd += [f"--ray-env={item}" for item in ray_env]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ready(self) -> dict[str, Any]:
+        """Block until the fleet answers; its description (endpoint, emulator, ...)."""
+        assert self.proc.stdout is not None
         while True:
-            line = proc.stdout.readline()
+            line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"the {mode} fleet exited early (code {proc.wait()})")
+                raise RuntimeError(f"the {self.mode} fleet exited early (code {self.proc.wait()})")
             if line.startswith(READY):
                 info: dict[str, Any] = json.loads(line[len(READY) :])
-                break
-            _say(f"  [{mode} fleet] {line.rstrip()}")
-        yield info
-    finally:
-        _stop(proc)
+                return info
+            _say(f"  [{self.mode} fleet] {line.rstrip()}")
 
+    def release(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    try:
-        proc.communicate(timeout=120)  # closes its stdin: the fleet tears itself down
-    except subprocess.TimeoutExpired:
-        proc.terminate()
+    def wait(self, timeout: float = 120.0) -> None:
+        self.release()
         try:
-            proc.communicate(timeout=60)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-    except KeyboardInterrupt:  # a second Ctrl-C: still make sure it stops
-        proc.terminate()
-        proc.wait(timeout=60)
-        raise
+            self.proc.terminate()  # it tears down on SIGTERM too
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _pair(direct: float, herd: float) -> Row:
@@ -100,39 +107,35 @@ def _pair(direct: float, herd: float) -> Row:
 
 
 async def run_workloads(info: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """Every workload hits the emulator and herd alternately (interleaved requests,
+    alternating load windows), so background noise on this machine hits both alike."""
     direct, herd = info["emulator"], info["endpoint"]
     metrics: dict[str, Any] = {}
     async with new_session(cfg.concurrency * 2) as session:
-        # Non-streaming, sequential.
-        lat: dict[str, Latencies] = {}
-        for name, base in (("direct", direct), ("herd", herd)):
-            lat[name] = await sequential(session, base + "/api/chat", cfg.n, cfg.warmup, False)
-        metrics["chat_p50_ms"] = _pair(lat["direct"].p50_ms, lat["herd"].p50_ms)
-        metrics["chat_p99_ms"] = _pair(lat["direct"].p99_ms, lat["herd"].p99_ms)
-        metrics["chat_mean_ms"] = _pair(lat["direct"].mean_ms, lat["herd"].mean_ms)
-        # Streaming, sequential: time to the first NDJSON line.
-        for name, base in (("direct", direct), ("herd", herd)):
-            lat[name] = await sequential(session, base + "/api/chat", cfg.n, cfg.warmup, True)
-        metrics["ttft_p50_ms"] = _pair(lat["direct"].p50_ms, lat["herd"].p50_ms)
-        metrics["ttft_p99_ms"] = _pair(lat["direct"].p99_ms, lat["herd"].p99_ms)
-        # OpenAI dialect through herd, against the emulator's native stream.
-        oai = await sequential(
-            session, herd + "/v1/chat/completions", cfg.n, cfg.warmup, True, sse=True
+        chat = [Target(direct + "/api/chat"), Target(herd + "/api/chat")]
+        d, h = await interleaved(session, chat, cfg.n, cfg.warmup)
+        metrics["chat_p50_ms"] = _pair(d.p50_ms, h.p50_ms)
+        metrics["chat_p99_ms"] = _pair(d.p99_ms, h.p99_ms)
+        metrics["chat_mean_ms"] = _pair(d.mean_ms, h.mean_ms)
+        streams = [
+            Target(direct + "/api/chat", stream=True),
+            Target(herd + "/api/chat", stream=True),
+            Target(herd + "/v1/chat/completions", stream=True, sse=True),
+        ]
+        d, h, oai = await interleaved(session, streams, cfg.n, cfg.warmup)
+        metrics["ttft_p50_ms"] = _pair(d.p50_ms, h.p50_ms)
+        metrics["ttft_p99_ms"] = _pair(d.p99_ms, h.p99_ms)
+        # The emulator speaks only Ollama's API: compare with its native stream.
+        metrics["openai_ttft_p50_ms"] = _pair(d.p50_ms, oai.p50_ms)
+        metrics["openai_ttft_p99_ms"] = _pair(d.p99_ms, oai.p99_ms)
+        urls = [direct + "/api/chat", herd + "/api/chat"]
+        td, th = await alternating_throughput(
+            session, urls, cfg.concurrency, cfg.load_s, slices=cfg.slices
         )
-        metrics["openai_ttft_p50_ms"] = _pair(lat["direct"].p50_ms, oai.p50_ms)
-        metrics["openai_ttft_p99_ms"] = _pair(lat["direct"].p99_ms, oai.p99_ms)
-        # Closed-loop throughput at c=16.
-        tput = {}
-        for name, base in (("direct", direct), ("herd", herd)):
-            tput[name] = await throughput(session, base + "/api/chat", cfg.concurrency, cfg.load_s)
-        metrics["rps"] = {
-            "direct": round(tput["direct"].rps, 1),
-            "herd": round(tput["herd"].rps, 1),
-            "added": None,
-        }
-        metrics["rps_latency_p50_ms"] = _pair(tput["direct"].p50_ms, tput["herd"].p50_ms)
-        metrics["rps_latency_p99_ms"] = _pair(tput["direct"].p99_ms, tput["herd"].p99_ms)
-        metrics["errors"] = {"direct": tput["direct"].errors, "herd": tput["herd"].errors}
+        metrics["rps"] = {"direct": round(td.rps, 1), "herd": round(th.rps, 1), "added": None}
+        metrics["rps_latency_p50_ms"] = _pair(td.p50_ms, th.p50_ms)
+        metrics["rps_latency_p99_ms"] = _pair(td.p99_ms, th.p99_ms)
+        metrics["errors"] = {"direct": td.errors, "herd": th.errors}
     return metrics
 
 
@@ -207,6 +210,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--replicas", type=int, default=1, help="Serve ingress replicas")
     parser.add_argument(
+        "--ray-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the Ray nodes, e.g. RAY_worker_niceness=0 (repeatable)",
+    )
+    parser.add_argument(
         "--fail-on-target", action="store_true", help="exit 1 when a target is missed"
     )
     args = parser.parse_args(argv)
@@ -225,16 +235,30 @@ def main(argv: list[str] | None = None) -> int:
         load_s=args.seconds or (3.0 if args.quick else 10.0),
         concurrency=args.concurrency,
         replicas=args.replicas,
+        slices=2 if args.quick else 4,
     )
     load_before = os.getloadavg()
     results: dict[str, dict[str, Any]] = {}
     startup: dict[str, float] = {}
-    for mode in args.modes:
-        _say(f"{mode}: starting a local fleet (Ray head + 1 worker, instant emulator) ...")
-        with fleet_process(mode, cfg.replicas) as info:
+    fleets: list[FleetProcess] = []
+    try:
+        previous: FleetProcess | None = None
+        for mode in args.modes:
+            _say(f"{mode}: starting a local fleet (Ray head + 1 worker, instant emulator) ...")
+            fleets.append(current := FleetProcess(mode, cfg.replicas, args.ray_env))
+            info = current.ready()  # boots while the previous mode's fleet tears down
+            if previous is not None:
+                previous.wait()  # measure with only this fleet running
             startup[mode] = round(info["startup_s"], 1)
             _say(f"{mode}: up in {startup[mode]} s at {info['endpoint']}; measuring ...")
             results[mode] = asyncio.run(run_workloads(info, cfg))
+            current.release()
+            previous = current
+    finally:
+        for fleet in fleets:
+            fleet.release()
+        for fleet in fleets:
+            fleet.wait()
     print(table(results), flush=True)
     passed = {mode: check(metrics) for mode, metrics in results.items()}
     ok = all(all(p.values()) for p in passed.values())
@@ -246,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_s": cfg.load_s,
         "concurrency": cfg.concurrency,
         "replicas": cfg.replicas,
+        "ray_env": args.ray_env,
         "cpus": os.cpu_count(),
         "loadavg_1m_before": round(load_before[0], 2),
         "startup_s": startup,

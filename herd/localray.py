@@ -65,6 +65,10 @@ def ray_env(serve_proxy: str = "haproxy") -> dict[str, str]:
     if serve_proxy == "haproxy":
         env.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
         env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+        # HAProxy's own metrics/stats listeners default to fixed ports; give each local
+        # cluster its own so two of them (a demo and a test run) can coexist.
+        env.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
+        env.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
     return env
 
 
@@ -76,6 +80,11 @@ class LocalRay:
     serve_proxy: str = "haproxy"
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     head_name: str = "head"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = ray_env(self.serve_proxy)
+
     log_dir: Path = field(default_factory=lambda: Path("/tmp/herd-localray"))
 
     @property
@@ -89,7 +98,7 @@ class LocalRay:
             [ray_executable(), "start", "--block", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=ray_env(self.serve_proxy),
+            env=self.env,
             start_new_session=True,
         )
 
@@ -137,11 +146,12 @@ class LocalRay:
         )
         wait_until(lambda: self.started(name), timeout, f"Ray node {name}", step=0.2)
 
-    def kill(self, name: str) -> None:
+    def kill(self, name: str, hard: bool = False) -> None:
+        """Stop a node: SIGTERM lets Ray drain it; ``hard`` kills it outright (a crash)."""
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

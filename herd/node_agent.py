@@ -17,7 +17,8 @@ from typing import Any
 from herd import __version__
 from herd.backends.base import Backend, BackendState
 from herd.backends.ollama import OllamaBackend
-from herd.errors import NodeUnavailable
+from herd.convert.ollama_response import OllamaAggregator
+from herd.errors import BackendTimeout, NodeUnavailable
 from herd.models import InferenceRequest, NodeHeartbeat
 from herd.settings import Settings
 from herd.sysmetrics import collect_system_metrics
@@ -165,12 +166,23 @@ class NodeAgent:
             self._idle.set()
 
     async def complete(self, req: InferenceRequest, model: str) -> dict[str, Any]:
+        """One whole response. Chat and generate are streamed from the backend and folded
+        here, so a backend that hangs is caught by the first-chunk timeout like a stream."""
         backend = self._require_backend()
-        self._enter()
-        try:
-            return await backend.complete(req.kind, self._body(req, model))
-        finally:
-            self._leave()
+        if req.kind not in ("chat", "generate"):
+            self._enter()
+            try:
+                async with asyncio.timeout(self.settings.first_chunk_timeout):
+                    return await backend.complete(req.kind, self._body(req, model))
+            except TimeoutError:
+                raise BackendTimeout(f"{self.node_id}: no answer in time") from None
+            finally:
+                self._leave()
+        folded = OllamaAggregator(req.kind)
+        async for batch in self.stream(req, model):
+            for chunk in batch:
+                folded.feed(chunk)
+        return folded.result()
 
     async def stream(
         self, req: InferenceRequest, model: str
@@ -182,12 +194,28 @@ class NodeAgent:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def pump() -> None:
+            chunks = aiter(backend.stream(req.kind, self._body(req, model)))
+            timeout = self.settings.first_chunk_timeout
+            started = False
             try:
-                async for chunk in backend.stream(req.kind, self._body(req, model)):
+                while True:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
                     queue.put_nowait(chunk)
+                    started = True
+                    timeout = self.settings.chunk_timeout
                 queue.put_nowait(_DONE)
+            except TimeoutError:
+                queue.put_nowait(
+                    BackendTimeout(f"{self.node_id}: backend stalled", retryable=not started)
+                )
             except Exception as exc:  # handed to the consumer, re-raised there
                 queue.put_nowait(exc)
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]
 
         task = asyncio.create_task(pump())
         try:

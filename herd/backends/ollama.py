@@ -12,7 +12,7 @@ import aiohttp
 from herd.backends.base import BackendState
 from herd.backends.http_errors import error_for_status
 from herd.errors import BackendError, BackendTimeout, HerdError
-from herd.models import LoadedModel, ModelOnDisk, RequestKind
+from herd.models import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 
 _PATHS: dict[str, str] = {
     "chat": "/api/chat",
@@ -48,7 +48,7 @@ def _loaded(entry: Mapping[str, Any]) -> LoadedModel:
 class OllamaBackend:
     """The Backend protocol over Ollama's native API."""
 
-    kind = "ollama"
+    kind: BackendKind = "ollama"
 
     def __init__(
         self,

@@ -10,7 +10,6 @@ backend as the object Ollama expects.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from herd.convert.routing import HERD_BODY_FIELDS, inference_request
@@ -41,7 +40,7 @@ def ollama_chat_request(
         if message.images:
             images += len(message.images)
     if req.tools:
-        chars += len(json.dumps(req.tools))
+        chars += len(str(req.tools))
     return inference_request(
         req,
         kind="chat",

@@ -21,7 +21,6 @@ Follows the mapping in ``openai-api.md`` section 8.1, with these decisions:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from herd.convert.routing import inference_request
@@ -187,7 +186,7 @@ def openai_chat_request(
     tools = ollama_tools(req.tools, req.tool_choice)
     if tools:
         body["tools"] = tools
-        chars += len(json.dumps(tools))
+        chars += len(str(tools))
     effort = req.effort
     think = REASONING_EFFORT[effort] if effort is not None else req.think
     if think is not None:

@@ -1,0 +1,108 @@
+"""One shared herd fleet for the integration and e2e tests: 3 Ray nodes on 127.0.0.1.
+
+alpha (head Ray node; also hosts the router and Serve): tiny:1b loaded ("hot"), embedder
+beta: tiny:1b on disk, thinker:1b loaded
+gamma: tiny:1b on disk, coder:1b loaded (long answers), embedder
+gemma (a second NodeActor on alpha's Ray node): the real gemma3:270m on llama.cpp
+Each node's backend is an Ollama emulator process; tests inject faults through its
+``/_sim/`` admin API or stop it. Heartbeats are fast so the fleet reacts within ~1 s.
+Unit tests never request these fixtures, so they never start Ray.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from herd.settings import load_settings
+from herd.sim.testing import fast_profile
+
+NODE_PROFILES: dict[str, dict[str, Any]] = {
+    "alpha": {"preload": ["tiny:1b"], "num_parallel": 4},
+    "beta": {"preload": ["thinker:1b"], "num_parallel": 2},
+    "gamma": {"preload": ["coder:1b"], "num_parallel": 2, "response_tokens": 120},
+}
+
+
+def _profile_file(tmp: Path, name: str, overrides: dict[str, Any]) -> Path:
+    profile = fast_profile(name=name, **overrides)
+    if name == "beta":  # beta has no embedder and no coder
+        profile.models = [m for m in profile.models if m.name in ("tiny:1b", "thinker:1b")]
+    if name == "alpha":
+        profile.models = [m for m in profile.models if m.name in ("tiny:1b", "embedder:latest")]
+    path = tmp / f"{name}.json"
+    path.write_text(profile.model_dump_json())
+    return path
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from actors.localfleet import LocalFleet, NodeSpec
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    tmp = tmp_path_factory.mktemp("fleet")
+    settings = load_settings(
+        host="127.0.0.1",
+        port=_free_port(),
+        heartbeat_interval=0.25,
+        heartbeat_timeout=1.0,
+        heartbeat_offline=2.0,
+        holding_queue_timeout=3.0,
+        data_dir=tmp / "data",
+        first_chunk_timeout=3.0,
+        chunk_timeout=5.0,
+    )
+    specs = (
+        *(
+            NodeSpec(name, "sim", str(_profile_file(tmp, name, over)))
+            for name, over in NODE_PROFILES.items()
+        ),
+        NodeSpec("gemma", "llamacpp", ray_node="alpha"),
+    )
+    local = LocalFleet(settings, specs)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+
+
+def _free_port() -> int:
+    from herd.localray import free_port
+
+    return free_port()
+
+
+@pytest.fixture
+def endpoint(fleet: Any) -> str:
+    return str(fleet.endpoint)
+
+
+@pytest.fixture
+def sim(fleet: Any) -> Iterator[Any]:
+    """Admin access to each node's emulator; faults are cleared after every test."""
+
+    class Sim:
+        def url(self, node: str) -> str:
+            return str(fleet.emulator_urls[node])
+
+        def fault(self, node: str, **spec: Any) -> None:
+            r = httpx.post(f"{self.url(node)}/_sim/faults", json=spec, timeout=5)
+            r.raise_for_status()
+
+        def state(self, node: str) -> dict[str, Any]:
+            result: dict[str, Any] = httpx.get(f"{self.url(node)}/_sim/state", timeout=5).json()
+            return result
+
+        def served(self, node: str) -> int:
+            return int(self.state(node)["counters"]["served"])
+
+    yield Sim()
+    for node, url in fleet.emulator_urls.items():
+        if node in fleet.emulators:
+            httpx.delete(f"{url}/_sim/faults", timeout=5)

@@ -1,0 +1,58 @@
+"""Losing a whole Ray node (runs last: it takes gamma out of the shared fleet)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from herd.localray import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_node_lost_mid_request_gives_a_clean_error_then_503(fleet: Any, sim: Any) -> None:
+    endpoint = fleet.endpoint
+    # coder:1b lives only on gamma; make its answer slow so we can pull the plug mid-stream.
+    sim.fault("gamma", kind="slow", model="coder:1b", factor=100.0)
+    lines: list[str] = []
+    started = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def client() -> None:
+        t0 = time.monotonic()
+        body = {"model": "coder:1b", "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", f"{endpoint}/api/chat", json=body, timeout=60) as r:
+            outcome["status"] = r.status_code
+            for line in r.iter_lines():
+                lines.append(line)
+                started.set()
+        outcome["seconds"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    assert started.wait(30), "the stream never started"
+    fleet.cluster.kill("gamma", hard=True)
+    thread.join(60)
+    assert not thread.is_alive(), "the client hung after its node died"
+    assert outcome["status"] == 200
+    assert '"error"' in lines[-1]
+
+    wait_until(
+        lambda: (fleet.node_status("gamma") or {}).get("status") == "offline",
+        20,
+        "gamma marked offline",
+    )
+    r = httpx.post(f"{endpoint}/api/chat", json={"model": "coder:1b", "messages": []}, timeout=30)
+    assert r.status_code == 503
+    assert int(r.headers["retry-after"]) >= 1
+    # Models that other nodes also hold keep working.
+    r = httpx.post(
+        f"{endpoint}/api/chat",
+        json={"model": "tiny:1b", "messages": [{"role": "user", "content": "hi"}], "stream": False},
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.headers["x-herd-node"] != "gamma"
