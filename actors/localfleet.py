@@ -51,8 +51,7 @@ class LocalFleet:
     def start(self, online_timeout: float = 90.0) -> str:
         ray_nodes = [s.name for s in self.specs if s.ray_node is None]
         self.cluster.start_head(ray_nodes[0])
-        for name in ray_nodes[1:]:
-            self.cluster.add_worker(name)
+        self.cluster.add_workers(ray_nodes[1:])
         for spec in self.specs:
             if spec.backend == "sim":
                 self.start_emulator(spec.name, spec.profile)

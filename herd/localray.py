@@ -88,6 +88,10 @@ class LocalRay:
     log_dir: Path = field(default_factory=lambda: Path("/tmp/herd-localray"))
 
     @property
+    def temp_root(self) -> Path:
+        return Path(f"/tmp/herd-ray-{self.gcs_port}")
+
+    @property
     def address(self) -> str:
         return f"127.0.0.1:{self.gcs_port}"
 
@@ -111,6 +115,7 @@ class LocalRay:
             [
                 "--head",
                 "--node-ip-address=127.0.0.1",
+                f"--temp-dir={self.temp_root / name}",
                 f"--port={self.gcs_port}",
                 "--include-dashboard=false",
                 "--disable-usage-stats",
@@ -131,20 +136,27 @@ class LocalRay:
         except OSError:
             return False
 
-    def add_worker(self, name: str, num_cpus: int = 1, timeout: float = 90.0) -> None:
-        """Start one worker node and wait until it registered (raylets started at the
-        same instant on one machine can collide on their socket names)."""
-        self._spawn(
-            name,
-            [
-                f"--address={self.address}",
-                "--node-ip-address=127.0.0.1",
-                f"--num-cpus={num_cpus}",
-                "--object-store-memory=80000000",
-                f"--resources={json.dumps({resource_name(name): 1})}",
-            ],
-        )
-        wait_until(lambda: self.started(name), timeout, f"Ray node {name}", step=0.2)
+    def add_workers(self, names: list[str], num_cpus: int = 1, timeout: float = 120.0) -> None:
+        """Start worker nodes together and wait until each registered. Every node gets its
+        own ``--temp-dir``: raylets sharing one session dir on a machine can collide on
+        their socket names when they start at the same instant."""
+        for name in names:
+            self._spawn(
+                name,
+                [
+                    f"--address={self.address}",
+                    "--node-ip-address=127.0.0.1",
+                    f"--num-cpus={num_cpus}",
+                    "--object-store-memory=80000000",
+                    f"--temp-dir={self.temp_root / name}",
+                    f"--resources={json.dumps({resource_name(name): 1})}",
+                ],
+            )
+        for name in names:
+            wait_until(lambda n=name: self.started(n), timeout, f"Ray node {name}", step=0.2)  # type: ignore[misc]
+
+    def add_worker(self, name: str, num_cpus: int = 1, timeout: float = 120.0) -> None:
+        self.add_workers([name], num_cpus, timeout)
 
     def kill(self, name: str, hard: bool = False) -> None:
         """Stop a node: SIGTERM lets Ray drain it; ``hard`` kills it outright (a crash)."""
@@ -153,7 +165,7 @@ class LocalRay:
             return
         os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -162,3 +174,4 @@ class LocalRay:
         for name in [n for n in self.procs if n != self.head_name]:
             self.kill(name)
         self.kill(self.head_name)
+        shutil.rmtree(self.temp_root, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The Dash dashboard (issue: traces and analytics); not built yet."""
