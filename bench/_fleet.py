@@ -48,6 +48,7 @@ class Fleet:
     head_ray_node_id: str
     startup_s: float
     settings: Any = field(default=None, repr=False, compare=False)  # herd's Settings
+    pids: tuple[int, ...] = ()  # the Ray nodes' `ray start` and the emulator (roots)
 
 
 @contextmanager
@@ -118,6 +119,7 @@ def local_fleet(
             head_id,
             time.perf_counter() - started,
             settings,
+            (*(proc.pid for proc in fleet.cluster.procs.values()), fleet.emulators[NODE].pid),
         )
     finally:
         stopping = time.perf_counter()

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -212,3 +214,77 @@ async def _loop(
             errors.append(str(exc))
             if len(errors) > 1000:
                 raise BadResponse(f"too many errors, last: {exc}") from None
+
+
+# --- CPU accounting (Linux /proc) -------------------------------------------------------
+def _proc_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (ppid, utime+stime in clock ticks, short name) for every process."""
+    table: dict[int, tuple[int, int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]), _name(argv))
+    return table
+
+
+def _name(argv: list[bytes]) -> str:
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return "?"
+    if words[0].startswith("ray::"):
+        return words[0].split(".")[0][:48]
+    base = Path(words[0]).name
+    if base.startswith("python") and len(words) > 1:
+        script = words[2] if words[1] in ("-m", "-u") and len(words) > 2 else words[1]
+        if "herd.sim" in words:
+            return "emulator (herd.sim)"
+        if script.endswith("/ray") and "start" in words:
+            return "ray start (head)" if "--head" in words else "ray start (worker)"
+        return f"python {Path(script).name}"[:48]
+    return base[:48]
+
+
+def descendants(roots: Sequence[int], table: dict[int, tuple[int, int, str]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _ticks, _name) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    seen: set[int] = set()
+    todo = [r for r in roots if r in table]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, ()))
+    return seen
+
+
+def cpu_snapshot() -> dict[int, tuple[int, int, str]]:
+    return _proc_table()
+
+
+def cpu_by_process(
+    before: dict[int, tuple[int, int, str]],
+    after: dict[int, tuple[int, int, str]],
+    roots: Sequence[int],
+) -> tuple[dict[str, float], float]:
+    """CPU seconds spent between two snapshots by the processes under ``roots`` (grouped
+    by name), and by every other process on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    ours = descendants(roots, after) | descendants(roots, before)
+    by_name: dict[str, float] = {}
+    other = 0.0
+    for pid, (_ppid, ticks, name) in after.items():
+        spent = (ticks - before.get(pid, (0, 0, ""))[1]) / tick
+        if spent <= 0:
+            continue
+        if pid in ours:
+            by_name[name] = by_name.get(name, 0.0) + spent
+        else:
+            other += spent
+    return by_name, other

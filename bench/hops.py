@@ -33,7 +33,16 @@ from typing import Any
 
 import ray
 from _fleet import MODES, NODE, local_fleet
-from _load import Target, alternating_throughput, interleaved, new_session, percentile
+from _load import (
+    Target,
+    alternating_throughput,
+    cpu_by_process,
+    cpu_snapshot,
+    interleaved,
+    new_session,
+    percentile,
+    throughput,
+)
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from ray import serve
@@ -379,6 +388,43 @@ async def http_hops(
     return out
 
 
+async def cpu_costs(
+    roots: list[int], targets: list[tuple[str, str]], seconds: float
+) -> dict[str, dict[str, float]]:
+    """CPU milliseconds per request, by process, during c=16 load on each target alone."""
+    out: dict[str, dict[str, float]] = {}
+    async with new_session(64) as session:
+        for name, url in targets:
+            await throughput(session, url, 16, 1.0)  # warm
+            before = cpu_snapshot()
+            tput = await throughput(session, url, 16, seconds)
+            by_name, other = cpu_by_process(before, cpu_snapshot(), roots)
+            per_req = {k: round(1000 * v / max(1, tput.ok), 3) for k, v in by_name.items()}
+            per_req["(total, ours)"] = round(sum(per_req.values()), 3)
+            per_req["(req/s)"] = round(tput.rps, 1)
+            per_req["(other processes, CPU s/s)"] = round(other / tput.seconds, 2)
+            out[name] = per_req
+    return out
+
+
+def print_cpu(cpu: dict[str, dict[str, float]]) -> None:
+    names = sorted(
+        {k for row in cpu.values() for k in row},
+        key=lambda k: (k.startswith("("), -max(row.get(k, 0.0) for row in cpu.values())),
+    )
+    cols = list(cpu)
+    width = max(len(n) for n in names)
+    print()
+    print("CPU ms per request at c=16".ljust(width + 2) + "  ".join(cols))
+    for n in names:
+        cells = []
+        for c in cols:
+            value = cpu[c].get(n)
+            cells.append(("-" if value is None else f"{value:.3f}").rjust(len(c)))
+        if any(cpu[c].get(n, 0.0) >= 0.01 for c in cols):
+            print(f"{n:{width}}  " + "  ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time each hop of herd's request path.")
     parser.add_argument("--mode", choices=MODES, default="haproxy")
@@ -406,6 +452,19 @@ def main(argv: list[str] | None = None) -> int:
         http = asyncio.run(
             http_hops(fleet.endpoint, fleet.emulator, args.n, args.warmup, args.seconds)
         )
+        print(f"{args.mode}: CPU per request ...", file=sys.stderr, flush=True)
+        probe = fleet.endpoint + PROBE_PREFIX
+        cpu_targets = [
+            ("direct", fleet.emulator + "/api/chat"),
+            ("canned", probe + "/canned"),
+            ("http", probe + "/http"),
+            ("node", probe + "/node"),
+            ("local", probe + "/local"),
+            ("dispatch", probe + "/dispatch"),
+            ("herd", fleet.endpoint + "/api/chat"),
+        ]
+        roots = [*fleet.pids, os.getpid()]
+        cpu = asyncio.run(cpu_costs(roots, cpu_targets, args.seconds))
     cluster_ms = {k: _ms(v) for k, v in cluster.items()}
     width = max(len(k) for k in (*cluster_ms, *http))
     print(f"mode {args.mode}, replicas {args.replicas}, ray env {args.ray_env or '-'}")
@@ -416,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, v in http.items():
         rps = f"{v['rps_c16']:8.1f}" if "rps_c16" in v else f"{'':8}"
         print(f"{key:{width}}  {v['p50']:8.3f} {v['p99']:8.3f} {rps}")
+    print_cpu(cpu)
     summary = {
         "bench": "hops",
         "mode": args.mode,
@@ -425,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "cluster_ms": cluster_ms,
         "http": http,
+        "cpu_ms_per_request": cpu,
     }
     print(json.dumps(summary, separators=(",", ":")), flush=True)
     return 0

@@ -153,7 +153,7 @@ class LocalRay:
                 ],
             )
         for name in names:
-            wait_until(lambda n=name: self.started(n), timeout, f"Ray node {name}", step=0.2)  # type: ignore[misc]
+            wait_until(lambda n=name: self.started(n), timeout, f"Ray node {name}", step=0.2)
 
     def add_worker(self, name: str, num_cpus: int = 1, timeout: float = 120.0) -> None:
         self.add_workers([name], num_cpus, timeout)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from herd import __version__
@@ -186,7 +186,7 @@ class NodeAgent:
 
     async def stream(
         self, req: InferenceRequest, model: str
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Yield lists of Ollama chunks: whatever is already buffered goes out together,
         but nothing ever waits to fill a batch."""
         backend = self._require_backend()

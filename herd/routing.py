@@ -126,10 +126,7 @@ class RouterCore:
     def release(self, outcome: Outcome) -> None:
         """An attempt finished (ok or not): free its slot and remember what happened."""
         entry = self.fleet.end(outcome.request_id)
-        if outcome.ok:
-            self.counters["ok"] += 1
-        elif not outcome.started or outcome.error:
-            self.counters["failed"] += 1
+        self.counters["ok" if outcome.ok else "failed"] += 1
         self.recent.append(
             {
                 "request_id": outcome.request_id,
@@ -166,10 +163,12 @@ class RouterCore:
                     canonical_model(loaded.name),
                     {
                         "model": {"name": loaded.name, "size": loaded.size},
-                        "nodes": [hb.node_id],
+                        "nodes": [],
                         "loaded_on": [],
                     },
                 )
+                if hb.node_id not in entry["nodes"]:
+                    entry["nodes"].append(hb.node_id)
                 entry["loaded_on"].append(hb.node_id)
         return [merged[k] for k in sorted(merged)]
 

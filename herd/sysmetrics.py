@@ -3,7 +3,7 @@
 :func:`collect_system_metrics` reads psutil without blocking, so it can run inside an
 event loop on every heartbeat. :func:`classify_memory_pressure` is the pure rule that
 turns total/available memory into the ``memory_pressure`` the scoring pipeline reads
-(a ``critical`` node is eliminated, a ``warn`` node is penalised).
+(a ``critical`` node takes no cold model loads).
 """
 
 from __future__ import annotations

@@ -33,7 +33,21 @@ def missing_model(node: NodeView, model: str, now: float) -> str | None:
     return None if node.heartbeat.has_model(model) else "model not on node"
 
 
-DEFAULT_ELIMINATORS: tuple[Eliminator, ...] = (offline, draining, backend_down, missing_model)
+def critical_memory(node: NodeView, model: str, now: float) -> str | None:
+    """Remove nodes under critical memory pressure, but only for cold loads: a model that
+    is already resident needs no new memory."""
+    if node.heartbeat.memory_pressure == "critical" and not node.heartbeat.is_loaded(model):
+        return "critical memory pressure"
+    return None
+
+
+DEFAULT_ELIMINATORS: tuple[Eliminator, ...] = (
+    offline,
+    draining,
+    backend_down,
+    missing_model,
+    critical_memory,
+)
 
 
 def eliminate(
