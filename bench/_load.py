@@ -121,17 +121,26 @@ class Target:
 
 
 async def interleaved(
-    session: aiohttp.ClientSession, targets: Sequence[Target], n: int, warmup: int
+    session: aiohttp.ClientSession,
+    targets: Sequence[Target],
+    n: int,
+    warmup: int,
+    block: int = 10,
 ) -> list[Latencies]:
-    """``warmup`` + ``n`` rounds, one request to each target per round, one at a time,
-    the order rotating every round: background noise lands on every target alike."""
+    """``n`` requests per target, one at a time, in blocks of ``block`` that alternate
+    between the targets (the order rotating every round), after ``warmup`` unmeasured
+    requests each. Background noise lands on every target alike; blocks (rather than
+    single alternating requests) keep one target's leftover work (a fire-and-forget
+    report, metrics) from landing on the next target's every request."""
+    for target in targets:
+        for _ in range(warmup):
+            await target.once(session)
     samples: list[list[float]] = [[] for _ in targets]
-    for i in range(warmup + n):
-        shift = i % len(targets)
+    for r in range(math.ceil(n / block)):
+        shift = r % len(targets)
         for k in [*range(shift, len(targets)), *range(shift)]:
-            elapsed = await targets[k].once(session)
-            if i >= warmup:
-                samples[k].append(elapsed)
+            for _ in range(min(block, n - len(samples[k]))):
+                samples[k].append(await targets[k].once(session))
     return [Latencies.of(s) for s in samples]
 
 

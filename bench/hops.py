@@ -168,7 +168,32 @@ class HopProbe:
         finally:
             await session.close()
         samples.update(self._serialization(raw))
+        samples.update(await self._local_decision(node))
         return dict(samples)
+
+    async def _local_decision(self, node: Any) -> dict[str, list[float]]:
+        """A RouterCore in this process: what a decision costs without the actor call."""
+        from herd.models import Outcome
+        from herd.routing import RouterCore
+
+        core = RouterCore(self.settings)
+        core.heartbeat(await node.push_heartbeat.remote())
+        times = []
+        for i in range(1000):
+            t0 = time.perf_counter()
+            decision = core.try_route(f"local-{i}", ("smollm2:135m",))
+            assert decision is not None
+            core.release(
+                Outcome(
+                    request_id=f"local-{i}",
+                    node_id=decision.node_id,
+                    model=decision.model,
+                    ok=True,
+                    started=True,
+                )
+            )
+            times.append(time.perf_counter() - t0)
+        return {"in-process RouterCore try_route + release": times}
 
     def _serialization(self, raw: bytes) -> dict[str, list[float]]:
         """Pickling the objects that cross actor boundaries on every request."""

@@ -4,7 +4,8 @@ For each Serve mode (``--modes haproxy,default``) a fresh local fleet is started
 child process (``bench/_fleet.py``: Ray head with the router and the Serve ingress, one
 worker Ray node with a NodeActor over the emulator). This process is the load generator
 (aiohttp, one keep-alive session, no Ray) and runs every workload against the emulator
-directly and through herd, side by side:
+directly and through herd, side by side (alternating blocks of 10 sequential requests,
+alternating windows of load):
 
 * sequential non-streaming ``/api/chat``: p50/p99 latency;
 * sequential streaming ``/api/chat``: time to the first NDJSON line, p50/p99;
@@ -107,8 +108,9 @@ def _pair(direct: float, herd: float) -> Row:
 
 
 async def run_workloads(info: dict[str, Any], cfg: Config) -> dict[str, Any]:
-    """Every workload hits the emulator and herd alternately (interleaved requests,
-    alternating load windows), so background noise on this machine hits both alike."""
+    """Every workload hits the emulator and herd alternately (blocks of 10 sequential
+    requests, alternating load windows), so background noise on this machine hits both
+    alike."""
     direct, herd = info["emulator"], info["endpoint"]
     metrics: dict[str, Any] = {}
     async with new_session(cfg.concurrency * 2) as session:
