@@ -28,12 +28,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from _fleet import MODES, READY
-from _load import Target, alternating_throughput, interleaved, new_session
+from _load import (
+    Target,
+    alternating_throughput,
+    cpu_by_process,
+    cpu_snapshot,
+    interleaved,
+    new_session,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,7 +79,11 @@ class FleetProcess:
         self.mode = mode
         cmd = [sys.executable, str(HERE / "_fleet.py"), f"--mode={mode}", f"--replicas={replicas}"]
         cmd += [f"--ray-env={item}" for item in ray_env]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # Its own session: Ctrl-C reaches only this process, which then releases the
+        # fleet; the fleet also tears down if this process dies (its stdin closes).
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
 
     def ready(self) -> dict[str, Any]:
         """Block until the fleet answers; its description (endpoint, emulator, ...)."""
@@ -253,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
                 previous.wait()  # measure with only this fleet running
             startup[mode] = round(info["startup_s"], 1)
             _say(f"{mode}: up in {startup[mode]} s at {info['endpoint']}; measuring ...")
+            before, t0 = cpu_snapshot(), time.perf_counter()
             results[mode] = asyncio.run(run_workloads(info, cfg))
+            roots = [*info["pids"], current.proc.pid, os.getpid()]
+            _ours, other = cpu_by_process(before, cpu_snapshot(), roots)
+            results[mode]["other_cpu_cores"] = round(other / (time.perf_counter() - t0), 2)
             current.release()
             previous = current
     finally:
@@ -262,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         for fleet in fleets:
             fleet.wait()
     print(table(results), flush=True)
+    busy = ", ".join(f"{m} {r['other_cpu_cores']:.2f}" for m, r in results.items())
+    print(f"CPU used by other processes on this machine while measuring (cores): {busy}")
     passed = {mode: check(metrics) for mode, metrics in results.items()}
     ok = all(all(p.values()) for p in passed.values())
     summary = {
