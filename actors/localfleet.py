@@ -7,6 +7,7 @@ same deployment code as a real fleet (``herd deploy``) does.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -20,7 +21,14 @@ from actors.cluster import connect, ray_node_with_resource
 from actors.node import deploy_node_actor
 from actors.router import deploy_router_actor
 from actors.teardown import stop_herd
-from herd.localray import LocalRay, free_port, port_open, resource_name, wait_until
+from herd.localray import (
+    LocalRay,
+    free_port,
+    kill_orphaned_haproxy,
+    port_open,
+    resource_name,
+    wait_until,
+)
 from herd.settings import Settings
 
 
@@ -43,6 +51,7 @@ class LocalFleet:
     emulators: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     emulator_urls: dict[str, str] = field(default_factory=dict)
     endpoint: str = ""
+    head_ray_node_id: str | None = None
 
     def __post_init__(self) -> None:
         self.cluster = LocalRay(gcs_port=free_port(), serve_proxy=self.serve_proxy)
@@ -56,7 +65,7 @@ class LocalFleet:
             if spec.backend == "sim":
                 self.start_emulator(spec.name, spec.profile)
         connect(self.cluster.address, timeout=30)
-        head_id = self.ray_node_id(ray_nodes[0])
+        head_id = self.head_ray_node_id = self.ray_node_id(ray_nodes[0])
         deploy_router_actor(self.settings, ray_node_id=head_id)
         for spec in self.specs:
             self.deploy_node(spec)
@@ -118,6 +127,11 @@ class LocalFleet:
             for name in list(self.emulators):
                 self.stop_emulator(name)
             self.cluster.stop()
+            if self.serve_proxy == "haproxy" and self.head_ray_node_id:
+                # Serve's proxy starts HAProxy as its own child, outside Ray's process
+                # groups: stop it too, or it keeps the endpoint's port.
+                kill_orphaned_haproxy(self.head_ray_node_id)
+                shutil.rmtree(Path("/tmp/haproxy-serve") / self.head_ray_node_id, True)
 
     def _stop_node_backends(self) -> None:
         """Stop the llama.cpp servers the node actors own (the rest dies with Ray)."""
@@ -138,7 +152,12 @@ class LocalFleet:
         return result
 
     def node_status(self, name: str) -> dict[str, Any] | None:
-        return next((n for n in self.status()["nodes"] if n["node_id"] == name), None)
+        """This node's entry in /fleet/status; None while it is unknown or unreachable."""
+        try:
+            nodes = self.status()["nodes"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+        return next((n for n in nodes if n["node_id"] == name), None)
 
     def online(self) -> set[str]:
         try:

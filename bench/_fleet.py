@@ -17,7 +17,6 @@ fleet until its stdin closes (or SIGTERM), and tears everything down.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -101,7 +100,7 @@ def local_fleet(
         _step(started, "ray worker")
         emulator = fleet.start_emulator(NODE, profile)
         connect(fleet.cluster.address, timeout=30)
-        head_id = fleet.ray_node_id(HEAD)
+        head_id = fleet.head_ray_node_id = fleet.ray_node_id(HEAD)
         deploy_router_actor(settings, ray_node_id=head_id)
         _step(started, "router actor")
         fleet.deploy_node(spec)
@@ -123,74 +122,13 @@ def local_fleet(
         )
     finally:
         stopping = time.perf_counter()
-        fleet.stop()
-        if head_id and mode == "haproxy":
-            orphans = kill_orphaned_haproxy(head_id)
-            if orphans:
-                print(f"  stopped orphaned haproxy {orphans}", file=sys.stderr, flush=True)
-            shutil.rmtree(Path("/tmp/haproxy-serve") / head_id, ignore_errors=True)
+        fleet.stop()  # also stops the HAProxy that Serve left behind
         shutil.rmtree(data_dir, ignore_errors=True)
         _step(stopping, "stopped")
 
 
 def _step(since: float, what: str) -> None:
     print(f"  {what}: {time.perf_counter() - since:.1f} s", file=sys.stderr, flush=True)
-
-
-def kill_orphaned_haproxy(
-    head_ray_node_id: str, settle: float = 3.0, timeout: float = 10.0
-) -> list[int]:
-    """Stop the HAProxy that Serve started for this cluster's head, if it outlived Ray.
-
-    Serve's proxy actor spawns HAProxy as its own child; killing the ``ray start``
-    process group (``LocalRay.stop``) does not reach it, so without a graceful
-    ``serve.shutdown()`` it keeps the endpoint's port. The dying proxy actor may even
-    start a replacement (a reload) after the cluster stopped, so this looks again until
-    ``settle`` seconds pass without finding one. HAProxy is found by its config
-    directory, which is named after the head's Ray node id, and stopped by pid.
-    """
-    marker = f"haproxy-serve/{head_ray_node_id}".encode()
-    killed: list[int] = []
-    quiet_until = time.monotonic() + settle
-    while time.monotonic() < quiet_until:
-        found = [pid for pid in _haproxy_pids(marker) if pid not in killed]
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        if found:
-            killed += found
-            quiet_until = time.monotonic() + settle
-        time.sleep(0.2)
-    deadline = time.monotonic() + timeout
-    for pid in killed:
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    return killed
-
-
-def _haproxy_pids(marker: bytes) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"haproxy") and any(marker in a for a in argv):
-            pids.append(int(entry.name))
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -157,7 +157,7 @@ def check(metrics: dict[str, Any]) -> dict[str, bool]:
     return {
         "added_p50_ms": metrics["chat_p50_ms"]["added"] < TARGET_ADDED_P50_MS,
         "added_ttft_ms": metrics["ttft_p50_ms"]["added"] < TARGET_ADDED_TTFT_MS,
-        "herd_rps": metrics["rps"]["herd"] > TARGET_RPS,
+        "herd_rps": metrics["rps"]["herd"] > TARGET_RPS and metrics["errors"]["herd"] == 0,
     }
 
 

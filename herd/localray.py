@@ -7,6 +7,7 @@ resource ``herd_node_<name>`` so herd can find its Ray node id and pin actors to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,6 +62,8 @@ def ray_env(serve_proxy: str = "haproxy") -> dict[str, str]:
     env.setdefault("RAY_health_check_failure_threshold", "3")
     env.setdefault("RAY_health_check_initial_delay_ms", "0")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Stopping a local node should not wait out Ray's 30 s drain (we drain herd ourselves).
+    env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     if serve_proxy == "haproxy":
         env.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
@@ -175,3 +178,59 @@ class LocalRay:
             self.kill(name)
         self.kill(self.head_name)
         shutil.rmtree(self.temp_root, ignore_errors=True)
+
+
+def kill_orphaned_haproxy(
+    head_ray_node_id: str, settle: float = 3.0, timeout: float = 10.0
+) -> list[int]:
+    """Stop the HAProxy that Serve started for this cluster's head, if it outlived Ray.
+
+    Serve's proxy actor spawns HAProxy as its own child; killing the ``ray start``
+    process group (``LocalRay.stop``) does not reach it, so without a graceful
+    ``serve.shutdown()`` it keeps the endpoint's port. The dying proxy actor may even
+    start a replacement (a reload) after the cluster stopped, so this looks again until
+    ``settle`` seconds pass without finding one. HAProxy is found by its config
+    directory, which is named after the head's Ray node id, and stopped by pid.
+    """
+    marker = f"haproxy-serve/{head_ray_node_id}".encode()
+    killed: list[int] = []
+    quiet_until = time.monotonic() + settle
+    while time.monotonic() < quiet_until:
+        found = [pid for pid in _haproxy_pids(marker) if pid not in killed]
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        if found:
+            killed += found
+            quiet_until = time.monotonic() + settle
+        time.sleep(0.2)
+    deadline = time.monotonic() + timeout
+    for pid in killed:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return killed
+
+
+def _haproxy_pids(marker: bytes) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"haproxy") and any(marker in a for a in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited

@@ -40,6 +40,11 @@ def _profile_file(tmp: Path, name: str, overrides: dict[str, Any]) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take parts of the shared fleet down run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
+
+
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from actors.localfleet import LocalFleet, NodeSpec

@@ -11,7 +11,7 @@ import pytest
 
 from herd.localray import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.destructive]
 
 
 def test_node_lost_mid_request_gives_a_clean_error_then_503(fleet: Any, sim: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.destructive]
 
 
 def test_herd_stop_removes_router_nodes_and_endpoint(fleet: Any) -> None:
