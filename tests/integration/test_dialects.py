@@ -145,3 +145,14 @@ def test_oversized_body_is_413(endpoint: str) -> None:
 def test_unknown_path_is_404_not_500(endpoint: str) -> None:
     r = httpx.get(f"{endpoint}/v1/nothing-here")
     assert r.status_code == 404 and "error" in r.json()
+
+
+def test_openai_legacy_completions_and_embeddings(oai: Any) -> None:
+    done = oai.completions.create(model="tiny:1b", prompt="Once upon a time", max_tokens=8)
+    assert done.object == "text_completion" and done.choices[0].text
+    assert done.usage.completion_tokens > 0
+    pieces = list(oai.completions.create(model="tiny:1b", prompt="Hi", stream=True))
+    assert "".join(p.choices[0].text for p in pieces if p.choices)
+    # The official client asks for base64 by default and decodes it.
+    vectors = oai.embeddings.create(model="embedder", input=["one", "two"]).data
+    assert len(vectors) == 2 and len(vectors[0].embedding) == 32
