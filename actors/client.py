@@ -16,6 +16,7 @@ key saying which node and model served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -142,6 +143,10 @@ class HerdClient:
         return result
 
     def close(self) -> None:
+        """Send the last outcome reports to the router, then stop the client's loop."""
+        with contextlib.suppress(Exception):  # the router is gone; nothing left to tell it
+            self._run(asyncio.wait_for(self.dispatcher.flush(), timeout=10))
+        self._loop.call_soon_threadsafe(self.dispatcher.close)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 

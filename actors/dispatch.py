@@ -1,9 +1,13 @@
 """Run one request through the fleet: decide, call the node, retry, report the outcome.
 
 Shared by the Serve ingress and the Python client (``actors.client``) so both get the
-same routing, retries, fallbacks and book-keeping. Token path cost: one router call
-per attempt, one streaming-generator hop from the NodeActor, and a fire-and-forget
-outcome report that is never awaited.
+same routing, retries, fallbacks and book-keeping. Decisions are made here, over a
+routing view (``herd.routing_view.LocalRouter``) that two background tasks keep in
+step with the RouterActor: one long-polls ``router.view``, the other sends begin/end
+events in batches (``router.report``). Token path cost: no router call when the view
+has a candidate, one streaming-generator hop from the NodeActor. Without a candidate
+(view not loaded or stale, no node can serve, unknown model) the attempt goes through
+the awaited ``router.acquire``, which owns the holding queue and 404 vs 503.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +32,14 @@ from herd.errors import (
     NodeUnavailable,
 )
 from herd.models import Decision, InferenceRequest, Outcome
+from herd.routing_view import REPORT_BATCH, LocalRouter, weights_from
 from herd.settings import Settings
 
 Chunk = dict[str, Any]
 _MARGIN = 5.0  # seconds added to node-side timeouts for the actor hop itself
+_VIEW_WAIT = 0.5  # long-poll of router.view: the router answers at once on a change
+_VIEW_GAP = 0.1  # at least this long between two views (under load every report is one)
+_VIEW_RETRY = 1.0  # after a failed view call
 
 
 def _retryable(err: HerdError) -> bool:
@@ -50,10 +59,85 @@ class Served:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, router: Any = None) -> None:
+    def __init__(self, settings: Settings, router: Any = None, local_routing: bool = True) -> None:
         self.settings = settings
         self._router = router
         self._nodes: dict[str, Any] = {}
+        self.local_routing = local_routing
+        self.view = LocalRouter(
+            uuid.uuid4().hex,
+            weights_from(settings),
+            settings.heartbeat_timeout,
+            settings.heartbeat_offline,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._send_lock: asyncio.Lock | None = None
+        self._kick: asyncio.Event | None = None
+
+    # --- the routing view (background) -----------------------------------------------
+    def _ensure_background(self) -> None:
+        """Start the view refresher and the reporter on the running loop (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and all(not t.done() for t in self._tasks):
+            return
+        for task in self._tasks:
+            task.cancel()
+        self._loop = loop
+        self._send_lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._tasks = [loop.create_task(self._report_loop())]
+        if self.local_routing:
+            self._tasks.append(loop.create_task(self._refresh_loop()))
+
+    async def _refresh_loop(self) -> None:
+        view = self.view
+        while True:
+            try:
+                async with asyncio.timeout(_VIEW_WAIT + self.settings.actor_call_timeout):
+                    data = await self.router().view.remote(view.epoch, view.version, _VIEW_WAIT)
+                if data is None:
+                    view.confirm(time.time())
+                else:
+                    view.load(data, time.time())
+                await asyncio.sleep(_VIEW_GAP)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # router gone or slow: route through acquire meanwhile
+                view.invalidate()
+                self._router = None
+                await asyncio.sleep(_VIEW_RETRY)
+
+    async def _report_loop(self) -> None:
+        assert self._kick is not None
+        kick = self._kick
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(kick.wait(), timeout=self.view.next_due_in(time.time()))
+            kick.clear()
+            if self.view.due(time.time()):
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Send every pending begin/end event to the router (one batch at a time, in order)."""
+        if self._send_lock is None:
+            return
+        async with self._send_lock:
+            batch = self.view.take_batch()
+            if batch is None:
+                return
+            seq, events = batch
+            try:
+                async with asyncio.timeout(self.settings.actor_call_timeout):
+                    await self.router().report.remote(self.view.source, seq, events)
+            except Exception:  # the router is gone; its restart rebuilds from heartbeats
+                self.view.batch_lost(seq)
+                self._router = None
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
 
     # --- handles ----------------------------------------------------------------------
     def router(self) -> Any:
@@ -77,6 +161,28 @@ class Dispatcher:
         return handle
 
     # --- router calls -----------------------------------------------------------------
+    async def _decide(self, req: InferenceRequest, exclude: set[str], attempt: int) -> Decision:
+        """Route from the local view; without a candidate there, ask the router."""
+        self._ensure_background()
+        if self.local_routing:
+            decision = self.view.try_route(
+                req.request_id,
+                (req.model, *req.fallback_models),
+                time.time(),
+                frozenset(exclude),
+                attempt,
+            )
+            if decision is not None:
+                self._kicked()
+                return decision
+        # The router must see this request's earlier events before it books it again.
+        await self.flush()
+        return await self._acquire(req, exclude, attempt)
+
+    def _kicked(self) -> None:
+        if self._kick is not None and self.view.pending >= REPORT_BATCH:
+            self._kick.set()
+
     async def _acquire(self, req: InferenceRequest, exclude: set[str], attempt: int) -> Decision:
         models = (req.model, *req.fallback_models)
         limit = self.settings.holding_queue_timeout + self.settings.actor_call_timeout
@@ -103,10 +209,8 @@ class Dispatcher:
             total_s=time.perf_counter() - started_at,
             **fields,
         )
-        try:
-            self.router().release.remote(outcome)
-        except Exception:  # the router is gone; its restart rebuilds state from heartbeats
-            self._router = None
+        self.view.end(outcome, time.time())
+        self._kicked()
 
     # --- streaming ----------------------------------------------------------------------
     async def stream(self, req: InferenceRequest) -> Served:
@@ -114,7 +218,7 @@ class Dispatcher:
         exclude: set[str] = set()
         attempt = 0
         while True:
-            decision = await self._acquire(req, exclude, attempt)
+            decision = await self._decide(req, exclude, attempt)
             t0 = time.perf_counter()
             try:
                 gen = self.node(decision.node_id).stream.remote(req, decision.model)
@@ -187,7 +291,7 @@ class Dispatcher:
         exclude: set[str] = set()
         attempt = 0
         while True:
-            decision = await self._acquire(req, exclude, attempt)
+            decision = await self._decide(req, exclude, attempt)
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.settings.node.request_timeout):
@@ -216,6 +320,7 @@ class Dispatcher:
             return decision, attempt, result
 
     async def status(self) -> dict[str, Any]:
+        await self.flush()  # so the router's in-flight book includes what we started
         try:
             async with asyncio.timeout(self.settings.actor_call_timeout):
                 result: dict[str, Any] = await self.router().status.remote()

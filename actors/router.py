@@ -14,6 +14,7 @@ from actors import NAMESPACE, ROUTER_NAME
 from actors.naming import kill_named
 from herd.models import Decision, NodeHeartbeat, Outcome
 from herd.routing import RouterCore
+from herd.routing_view import Event, MirrorData
 from herd.settings import Settings
 
 log = logging.getLogger("herd.actors.router")
@@ -61,6 +62,16 @@ class RouterActor:
 
     def release(self, outcome: Outcome) -> None:
         self.core.release(outcome)
+
+    def report(self, source: str, seq: int, events: Sequence[Event]) -> None:
+        """Begin/end events an ingress routed by itself (``herd.routing_view``)."""
+        self.core.report(source, seq, events)
+
+    async def view(
+        self, epoch: str | None = None, since: int = -1, wait: float = 0.0
+    ) -> MirrorData | None:
+        """The fleet for an ingress's routing view; long-polls ``wait`` s for a change."""
+        return await self.core.wait_view(epoch, since, min(wait, 5.0))
 
     def status(self) -> dict[str, Any]:
         return self.core.status()

@@ -14,6 +14,26 @@ from dataclasses import dataclass, field
 from herd.models import FleetSnapshot, NodeHeartbeat, NodeStatus, NodeView, canonical_model
 
 
+def node_status(age: float, dead: bool, timeout: float, offline: float) -> NodeStatus:
+    """Status from the age of the last heartbeat (seconds) and whether Ray saw it die."""
+    if dead:
+        return "offline"
+    if age <= timeout:
+        return "online"
+    return "degraded" if age <= offline else "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorNode:
+    """One node as the router shares it with ingress replicas (``RouterCore.view``):
+    the last heartbeat, its age on the router's clock, and the router's in-flight book."""
+
+    heartbeat: NodeHeartbeat
+    age: float
+    dead: bool
+    in_flight_by_model: dict[str, int]
+
+
 @dataclass(slots=True)
 class _NodeRecord:
     heartbeat: NodeHeartbeat
@@ -89,12 +109,21 @@ class FleetState:
     # --- reads --------------------------------------------------------------------
     def status(self, node_id: str, now: float) -> NodeStatus:
         rec = self._nodes[node_id]
-        if rec.dead_since is not None:
-            return "offline"
-        age = now - rec.last_seen
-        if age <= self._timeout:
-            return "online"
-        return "degraded" if age <= self._offline else "offline"
+        return node_status(
+            now - rec.last_seen, rec.dead_since is not None, self._timeout, self._offline
+        )
+
+    def mirror(self, now: float) -> tuple[MirrorNode, ...]:
+        """Every node with its heartbeat age and in-flight counts, for routing views."""
+        return tuple(
+            MirrorNode(
+                heartbeat=rec.heartbeat,
+                age=now - rec.last_seen,
+                dead=rec.dead_since is not None,
+                in_flight_by_model=dict(rec.in_flight),
+            )
+            for _, rec in sorted(self._nodes.items())
+        )
 
     def node_ids(self) -> list[str]:
         return list(self._nodes)

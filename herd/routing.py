@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -19,7 +20,7 @@ from typing import Any
 from herd.errors import ModelNotFound, NoCapacity
 from herd.fleet import FleetState
 from herd.models import Decision, NodeHeartbeat, Outcome, canonical_model
-from herd.scoring import ScoringWeights, rank
+from herd.routing_view import Begin, Event, MirrorData, decide, weights_from
 from herd.settings import Settings
 
 
@@ -28,15 +29,16 @@ class RouterCore:
         self.settings = settings
         self.clock = clock
         self.fleet = FleetState(settings.heartbeat_timeout, settings.heartbeat_offline)
-        self.weights = ScoringWeights(
-            thermal_hot=settings.score_thermal_hot,
-            queue_penalty=settings.score_queue_penalty,
-            queue_step=settings.score_queue_step,
-        )
+        self.weights = weights_from(settings)
         self._change = asyncio.Event()
         self.waiting = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=500)
         self.counters: dict[str, int] = {"requests": 0, "ok": 0, "failed": 0, "retries": 0}
+        # Routing views (herd.routing_view): who this router is (changes on restart)
+        # and the last report batch applied per ingress.
+        self.epoch = uuid.uuid4().hex
+        self.applied: dict[str, int] = {}
+        self._reports = 0
 
     # --- fleet inputs ---------------------------------------------------------------
     def heartbeat(self, hb: NodeHeartbeat) -> None:
@@ -63,26 +65,12 @@ class RouterCore:
     ) -> Decision | None:
         """Best node for the first model (then each fallback) that some node can serve."""
         now = self.clock()
-        snapshot = self.fleet.snapshot(now)
-        for index, model in enumerate(models):
-            ranking = rank(snapshot, model, now, self.weights, exclude)
-            best = ranking.best
-            if best is None:
-                continue
-            self.fleet.begin(request_id, best.node_id, model, now)
-            return Decision(
-                request_id=request_id,
-                node_id=best.node_id,
-                model=model,
-                requested_model=models[0],
-                score=best.total,
-                breakdown=best.breakdown,
-                candidates=ranking.candidates,
-                eliminated=ranking.eliminated,
-                attempt=attempt,
-                fallback=index > 0,
-            )
-        return None
+        decision = decide(
+            self.fleet.snapshot(now), request_id, models, now, self.weights, exclude, attempt
+        )
+        if decision is not None:
+            self.fleet.begin(request_id, decision.node_id, decision.model, now)
+        return decision
 
     async def acquire(
         self,
@@ -93,10 +81,7 @@ class RouterCore:
         wait: float | None = None,
     ) -> Decision:
         """Route now, or wait in the holding queue until the fleet changes or time runs out."""
-        if attempt == 0:
-            self.counters["requests"] += 1
-        else:
-            self.counters["retries"] += 1
+        self._count(attempt)
         decision = self.try_route(request_id, models, exclude, attempt)
         if decision is not None:
             return decision
@@ -123,8 +108,49 @@ class RouterCore:
         finally:
             self.waiting -= 1
 
+    def _count(self, attempt: int) -> None:
+        self.counters["requests" if attempt == 0 else "retries"] += 1
+
+    def report(self, source: str, seq: int, events: Sequence[Event]) -> None:
+        """A batch of attempts an ingress routed itself (``Begin``) and finished (``Outcome``)."""
+        now = self.clock()
+        for event in events:
+            if isinstance(event, Begin):
+                self._count(event.attempt)
+                self.fleet.begin(event.request_id, event.node_id, event.model, now)
+            else:
+                self._release(event)
+        self.applied[source] = max(seq, self.applied.get(source, -1))
+        self._reports += 1
+        self._notify()
+
+    def view_version(self) -> int:
+        return self.fleet.version + self._reports
+
+    def view(self, epoch: str | None = None, since: int = -1) -> MirrorData | None:
+        """The fleet for routing views; ``None`` when ``(epoch, since)`` is still current."""
+        version = self.view_version()
+        if epoch == self.epoch and since == version:
+            return None
+        return MirrorData(self.epoch, version, self.fleet.mirror(self.clock()), dict(self.applied))
+
+    async def wait_view(
+        self, epoch: str | None = None, since: int = -1, wait: float = 0.0
+    ) -> MirrorData | None:
+        """Like :meth:`view`, but waits up to ``wait`` seconds for a change (long poll)."""
+        data = self.view(epoch, since)
+        if data is None and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._change.wait(), timeout=wait)
+            data = self.view(epoch, since)
+        return data
+
     def release(self, outcome: Outcome) -> None:
         """An attempt finished (ok or not): free its slot and remember what happened."""
+        self._release(outcome)
+        self._notify()
+
+    def _release(self, outcome: Outcome) -> None:
         entry = self.fleet.end(outcome.request_id)
         self.counters["ok" if outcome.ok else "failed"] += 1
         self.recent.append(
@@ -141,7 +167,6 @@ class RouterCore:
                 "started_at": entry.started_at if entry else None,
             }
         )
-        self._notify()
 
     # --- reads ------------------------------------------------------------------------
     def catalog(self) -> list[dict[str, Any]]:

@@ -1,0 +1,258 @@
+"""Routing in the ingress: a mirror of the router's fleet state plus local book-keeping.
+
+The RouterActor stays the source of truth. Each Dispatcher keeps a :class:`LocalRouter`:
+a mirror of the router's nodes (heartbeats, heartbeat ages, in-flight counts), refreshed
+in the background, on top of which it adds the requests it started or finished but whose
+reports the mirror does not reflect yet, so bursts spread like they do in the router.
+Decisions use the same pure pipeline as the router (:func:`decide`); begin/end events go
+to the router in numbered batches, and the router's view says which batch it applied
+last, which is when the local overlay drops those events.
+
+Plain Python, no I/O, no Ray: the actor layer does the calls and the timing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from herd.fleet import MirrorNode, node_status
+from herd.models import Decision, FleetSnapshot, NodeView, Outcome, canonical_model
+from herd.scoring import ScoringWeights, rank
+from herd.settings import Settings
+
+REPORT_EVERY_S = 0.05  # send pending begin/end events at least this often ...
+REPORT_BATCH = 64  # ... or as soon as this many are pending
+STALE_AFTER_S = 1.5  # a mirror not confirmed by the router for this long is not used
+
+
+def weights_from(settings: Settings) -> ScoringWeights:
+    return ScoringWeights(
+        thermal_hot=settings.score_thermal_hot,
+        queue_penalty=settings.score_queue_penalty,
+        queue_step=settings.score_queue_step,
+    )
+
+
+def decide(
+    snapshot: FleetSnapshot,
+    request_id: str,
+    models: Sequence[str],
+    now: float,
+    weights: ScoringWeights,
+    exclude: frozenset[str] = frozenset(),
+    attempt: int = 0,
+) -> Decision | None:
+    """Best node for the first model (then each fallback) that some node can serve."""
+    for index, model in enumerate(models):
+        ranking = rank(snapshot, model, now, weights, exclude)
+        best = ranking.best
+        if best is None:
+            continue
+        return Decision(
+            request_id=request_id,
+            node_id=best.node_id,
+            model=model,
+            requested_model=models[0],
+            score=best.total,
+            breakdown=best.breakdown,
+            candidates=ranking.candidates,
+            eliminated=ranking.eliminated,
+            attempt=attempt,
+            fallback=index > 0,
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """A request attempt an ingress routed by itself: the router books it in flight."""
+
+    request_id: str
+    node_id: str
+    model: str
+    attempt: int = 0
+
+
+Event = Begin | Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorData:
+    """What ``RouterCore.view`` returns: fleet nodes plus the last batch applied per source."""
+
+    epoch: str
+    version: int
+    nodes: tuple[MirrorNode, ...]
+    applied: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pending:
+    node_id: str
+    model: str  # canonical
+    delta: int  # +1 begin, -1 end
+    seq: int | None = None  # the batch that carried it; None while unsent
+
+
+class LocalRouter:
+    """A routing view for one dispatcher (``source``); see the module docstring."""
+
+    def __init__(
+        self,
+        source: str,
+        weights: ScoringWeights,
+        heartbeat_timeout: float,
+        heartbeat_offline: float,
+        stale_after: float = STALE_AFTER_S,
+        report_every: float = REPORT_EVERY_S,
+        report_batch: int = REPORT_BATCH,
+    ) -> None:
+        self.source = source
+        self.weights = weights
+        self._timeout = heartbeat_timeout
+        self._offline = heartbeat_offline
+        self._stale_after = stale_after
+        self._report_every = report_every
+        self._report_batch = report_batch
+        self.epoch: str | None = None
+        self.version = -1
+        self._nodes: tuple[MirrorNode, ...] = ()
+        self._received_at = 0.0
+        self._confirmed_at = float("-inf")
+        self._overlay: list[_Pending] = []
+        self._events: list[Event] = []
+        self._first_pending_at: float | None = None
+        self._seq = 0
+        self._snapshot: FleetSnapshot | None = None
+        self._bucket = -1.0
+
+    # --- the mirror ------------------------------------------------------------------
+    def load(self, data: MirrorData, now: float) -> None:
+        """A fresh view from the router (``now`` is the local clock when it arrived)."""
+        if data.epoch != self.epoch:
+            # A new router: whatever the old one was told is gone with it.
+            self._overlay = [p for p in self._overlay if p.seq is None]
+            self.epoch = data.epoch
+        applied = data.applied.get(self.source, -1)
+        self._overlay = [p for p in self._overlay if p.seq is None or p.seq > applied]
+        self.version = data.version
+        self._nodes = data.nodes
+        self._received_at = now
+        self._confirmed_at = now
+        self._snapshot = None
+
+    def confirm(self, now: float) -> None:
+        """The router said nothing changed since the loaded version."""
+        self._confirmed_at = now
+
+    def invalidate(self) -> None:
+        """The router could not be reached: route through it until a view loads again."""
+        self._confirmed_at = float("-inf")
+
+    def fresh(self, now: float) -> bool:
+        return self.epoch is not None and now - self._confirmed_at <= self._stale_after
+
+    def snapshot(self, now: float) -> FleetSnapshot:
+        """Mirrored nodes with local status ages and local in-flight on top (cached)."""
+        bucket = now // 0.25  # statuses age with time, as in FleetState
+        if self._snapshot is not None and bucket == self._bucket:
+            return self._snapshot
+        extra: dict[str, Counter[str]] = {}
+        for p in self._overlay:
+            extra.setdefault(p.node_id, Counter())[p.model] += p.delta
+        views = []
+        for node in self._nodes:
+            node_id = node.heartbeat.node_id
+            by_model = dict(node.in_flight_by_model)
+            for model, delta in extra.get(node_id, {}).items():
+                by_model[model] = by_model.get(model, 0) + delta
+            by_model = {m: n for m, n in by_model.items() if n > 0}
+            last_seen = self._received_at - node.age
+            views.append(
+                NodeView(
+                    heartbeat=node.heartbeat,
+                    status=node_status(now - last_seen, node.dead, self._timeout, self._offline),
+                    in_flight=sum(by_model.values()),
+                    in_flight_by_model=by_model,
+                    last_seen=last_seen,
+                )
+            )
+        self._snapshot = FleetSnapshot(tuple(views), now)
+        self._bucket = bucket
+        return self._snapshot
+
+    # --- decisions -------------------------------------------------------------------
+    def try_route(
+        self,
+        request_id: str,
+        models: Sequence[str],
+        now: float,
+        exclude: frozenset[str] = frozenset(),
+        attempt: int = 0,
+    ) -> Decision | None:
+        """Decide locally and book the attempt; ``None`` means ask the router."""
+        if not self.fresh(now):
+            return None
+        decision = decide(
+            self.snapshot(now), request_id, models, now, self.weights, exclude, attempt
+        )
+        if decision is not None:
+            self._add(Begin(request_id, decision.node_id, decision.model, attempt), now)
+            self._book(decision.node_id, decision.model, +1)
+        return decision
+
+    def end(self, outcome: Outcome, now: float) -> None:
+        """An attempt finished, routed here or by the router: report it, free its slot."""
+        self._add(outcome, now)
+        if outcome.node_id is not None:
+            self._book(outcome.node_id, outcome.model, -1)
+
+    def _book(self, node_id: str, model: str, delta: int) -> None:
+        self._overlay.append(_Pending(node_id, canonical_model(model), delta))
+        self._snapshot = None
+
+    def _add(self, event: Event, now: float) -> None:
+        if not self._events:
+            self._first_pending_at = now
+        self._events.append(event)
+
+    # --- reports ---------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
+    def due(self, now: float) -> bool:
+        """Time to send: a full batch, or the oldest event has waited long enough."""
+        if not self._events:
+            return False
+        if len(self._events) >= self._report_batch:
+            return True
+        first = self._first_pending_at if self._first_pending_at is not None else now
+        return now - first >= self._report_every
+
+    def next_due_in(self, now: float) -> float:
+        """Seconds until the pending events are due (the full interval when none are)."""
+        if not self._events or self._first_pending_at is None:
+            return self._report_every
+        return max(0.0, self._first_pending_at + self._report_every - now)
+
+    def take_batch(self) -> tuple[int, list[Event]] | None:
+        """Everything pending, numbered; ``None`` when there is nothing to send."""
+        if not self._events:
+            return None
+        self._seq += 1
+        events, self._events = self._events, []
+        self._first_pending_at = None
+        for p in self._overlay:
+            if p.seq is None:
+                p.seq = self._seq
+        return self._seq, events
+
+    def batch_lost(self, seq: int) -> None:
+        """A batch may not have reached the router: stop counting its events locally."""
+        before = len(self._overlay)
+        self._overlay = [p for p in self._overlay if p.seq != seq]
+        if len(self._overlay) != before:
+            self._snapshot = None
