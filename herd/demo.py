@@ -146,7 +146,10 @@ def run_demo(
         endpoint = fleet.start()
         _say(f"\nherd is up at {endpoint} with {len(specs)} nodes. Sending requests:\n")
         print_rows(send_demo_requests(endpoint))
-        _say(f"\nfleet status: {endpoint}/fleet/status  (or `herd status`)")
+        _say(
+            f"\nfleet status: {endpoint}/fleet/status"
+            f"  (or `herd status --address {fleet.cluster.address}`)"
+        )
         _say(f"try: curl {endpoint}/api/chat -d '{json.dumps(_CURL)}'")
         if keep_running:
             _say("\nthe endpoint stays up; press Ctrl-C to stop.")
