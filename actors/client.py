@@ -146,7 +146,8 @@ class HerdClient:
         """Send the last outcome reports to the router, then stop the client's loop."""
         with contextlib.suppress(Exception):  # the router is gone; nothing left to tell it
             self._run(asyncio.wait_for(self.dispatcher.flush(), timeout=10))
-        self._loop.call_soon_threadsafe(self.dispatcher.close)
+        with contextlib.suppress(Exception):
+            self._run(asyncio.wait_for(self.dispatcher.aclose(), timeout=5))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import ray
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.errors import unwrap
+from herd.convert.ollama_response import OllamaAggregator
 from herd.errors import (
     BackendError,
     FleetUnavailable,
@@ -32,6 +35,7 @@ from herd.errors import (
     NodeUnavailable,
 )
 from herd.models import Decision, InferenceRequest, Outcome
+from herd.node_http import STREAM_PATH, error_from_payload
 from herd.routing_view import REPORT_BATCH, LocalRouter, weights_from
 from herd.settings import Settings
 
@@ -74,6 +78,8 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock: asyncio.Lock | None = None
         self._kick: asyncio.Event | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
 
     # --- the routing view (background) -----------------------------------------------
     def _ensure_background(self) -> None:
@@ -138,6 +144,34 @@ class Dispatcher:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
+        session, self._http = self._http, None
+        if session is not None and not session.closed:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to close on
+                asyncio.get_running_loop().create_task(session.close())
+
+    async def aclose(self) -> None:
+        """``close`` from inside the loop, waiting for the data-plane session to close."""
+        session, self._http = self._http, None
+        self.close()
+        if session is not None:
+            await session.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        """One keep-alive session for the HTTP data plane, made in the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http.closed or self._http_loop is not loop:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0),
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=False,
+            )
+            self._http_loop = loop
+        return self._http
+
+    def _data_url(self, node_id: str) -> str:
+        if self.settings.data_plane != "http":
+            return ""
+        return self.view.data_url(node_id)
 
     # --- handles ----------------------------------------------------------------------
     def router(self) -> Any:
@@ -220,15 +254,28 @@ class Dispatcher:
         while True:
             decision = await self._decide(req, exclude, attempt)
             t0 = time.perf_counter()
+            url = self._data_url(decision.node_id)
+            body: _HttpBody | None = None
+            nxt: Callable[[], Awaitable[list[Chunk]]]
+            cancel: Callable[[], None]
             try:
-                gen = self.node(decision.node_id).stream.remote(req, decision.model)
                 # The node enforces the backend's first-chunk timeout itself; this outer
-                # bound (plus a margin) catches a node actor that stopped answering.
+                # bound (plus a margin) catches a node that stopped answering.
                 async with asyncio.timeout(self.settings.first_chunk_timeout + _MARGIN):
-                    first: list[Chunk] = await (await gen.__anext__())
-            except StopAsyncIteration:
-                first = []
+                    if url:
+                        body = _HttpBody(self._session(), url, decision.node_id)
+                        first = await body.open(req, decision.model)
+                        nxt, cancel = body.next_batch, body.close
+                    else:
+                        gen = self.node(decision.node_id).stream.remote(req, decision.model)
+                        nxt, cancel = _ray_next(gen), _ray_cancel(gen)
+                        try:
+                            first = await nxt()
+                        except StopAsyncIteration:
+                            first = []
             except Exception as exc:
+                if body is not None:
+                    body.close()
                 err = unwrap(exc, decision.node_id)
                 self._report(decision, t0, ok=False, error=err.message)
                 self._nodes.pop(decision.node_id, None)
@@ -238,10 +285,18 @@ class Dispatcher:
                     continue
                 raise err from None
             ttft = time.perf_counter() - t0
-            return Served(decision, attempt, first, self._rest(gen, decision, t0, ttft, first))
+            return Served(
+                decision, attempt, first, self._rest(nxt, cancel, decision, t0, ttft, first)
+            )
 
     async def _rest(
-        self, gen: Any, decision: Decision, t0: float, ttft: float, first: list[Chunk]
+        self,
+        nxt: Callable[[], Awaitable[list[Chunk]]],
+        cancel: Callable[[], None],
+        decision: Decision,
+        t0: float,
+        ttft: float,
+        first: list[Chunk],
     ) -> AsyncIterator[list[Chunk]]:
         last: Chunk | None = first[-1] if first else None
         ok = False
@@ -252,7 +307,7 @@ class Dispatcher:
                 while True:
                     try:
                         async with asyncio.timeout(timeout):
-                            batch: list[Chunk] = await (await gen.__anext__())
+                            batch: list[Chunk] = await nxt()
                     except StopAsyncIteration:
                         break
                     if batch:
@@ -267,13 +322,14 @@ class Dispatcher:
             raise
         except (GeneratorExit, asyncio.CancelledError):
             error = "client disconnected"
-            _cancel(gen)
             raise
         except Exception as exc:
             err = unwrap(exc, decision.node_id)
             error = err.message
             raise BackendError(err.message, retryable=False) from None
         finally:
+            if not ok:
+                cancel()  # stop the node's side (Ray generator or HTTP connection)
             self._report(
                 decision,
                 t0,
@@ -288,6 +344,8 @@ class Dispatcher:
     # --- non-streaming ------------------------------------------------------------------
     async def complete(self, req: InferenceRequest) -> tuple[Decision, int, Chunk]:
         """One whole response; retries on another node when a node fails."""
+        if self.settings.data_plane == "http" and req.kind in ("chat", "generate"):
+            return await self._complete_folded(req)
         exclude: set[str] = set()
         attempt = 0
         while True:
@@ -319,6 +377,18 @@ class Dispatcher:
             )
             return decision, attempt, result
 
+    async def _complete_folded(self, req: InferenceRequest) -> tuple[Decision, int, Chunk]:
+        """Non-streaming chat/generate over the data plane: the stream, folded here."""
+        async with asyncio.timeout(self.settings.node.request_timeout):
+            served = await self.stream(req)
+            folded = OllamaAggregator(req.kind)  # type: ignore[arg-type]
+            for chunk in served.first:
+                folded.feed(chunk)
+            async for batch in served.rest:
+                for chunk in batch:
+                    folded.feed(chunk)
+            return served.decision, served.retries, folded.result()
+
     async def status(self) -> dict[str, Any]:
         await self.flush()  # so the router's in-flight book includes what we started
         try:
@@ -332,6 +402,104 @@ class Dispatcher:
             raise FleetUnavailable(f"router unavailable: {unwrap(exc).message}") from None
 
 
-def _cancel(gen: Any) -> None:
-    with contextlib.suppress(Exception):
-        ray.cancel(gen)
+def _ray_next(gen: Any) -> Callable[[], Awaitable[list[Chunk]]]:
+    async def nxt() -> list[Chunk]:
+        batch: list[Chunk] = await (await gen.__anext__())
+        return batch
+
+    return nxt
+
+
+def _ray_cancel(gen: Any) -> Callable[[], None]:
+    def cancel() -> None:
+        with contextlib.suppress(Exception):
+            ray.cancel(gen)
+
+    return cancel
+
+
+class _HttpBody:
+    """One NDJSON answer from a node's HTTP data plane (``herd.node_http``)."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, node_id: str) -> None:
+        self._session = session
+        self._url = url + STREAM_PATH
+        self._node_id = node_id
+        self._resp: aiohttp.ClientResponse | None = None
+        self._buf = b""
+        self._ended = False
+
+    async def open(self, req: InferenceRequest, model: str) -> list[Chunk]:
+        """Send the request and return the first batch ([] for an empty answer).
+        Any failure here is retryable unless the node said otherwise."""
+        payload = {
+            "request_id": req.request_id,
+            "kind": req.kind,
+            "model": model,
+            "body": dict(req.body),
+        }
+        try:
+            resp = await self._session.post(self._url, json=payload)
+        except aiohttp.ClientError as exc:
+            raise NodeUnavailable(
+                f"node data plane unreachable ({self._node_id}): {type(exc).__name__}: {exc}"
+            ) from None
+        self._resp = resp
+        if resp.status != 200:
+            try:
+                data = await resp.json(content_type=None)
+            except Exception:
+                data = {"error": f"node data plane answered HTTP {resp.status}"}
+            finally:
+                resp.release()
+            if not isinstance(data, dict):
+                data = {"error": str(data)}
+            raise error_from_payload(data, default_retryable=True)
+        try:
+            return await self.next_batch()
+        except StopAsyncIteration:
+            return []
+        except aiohttp.ClientError as exc:
+            self.close()
+            raise NodeUnavailable(f"node data plane broke ({self._node_id}): {exc}") from None
+        except HerdError:
+            self.close()
+            raise
+
+    async def next_batch(self) -> list[Chunk]:
+        """Every complete line already received, waiting only for the first of them."""
+        assert self._resp is not None
+        content = self._resp.content
+        while True:
+            if self._ended:
+                raise StopAsyncIteration
+            data = await content.readany()
+            if not data:
+                self._ended = True
+                self._resp.release()
+                if self._buf.strip():
+                    raise BackendError("node stream cut mid-line", retryable=False)
+                raise StopAsyncIteration
+            buf = self._buf + data
+            end = buf.rfind(b"\n")
+            if end < 0:
+                self._buf = buf
+                continue
+            self._buf = buf[end + 1 :]
+            batch: list[Chunk] = []
+            for line in buf[:end].split(b"\n"):
+                if not line.strip():
+                    continue
+                chunk = json.loads(line)
+                if "herd_error" in chunk:
+                    self.close()
+                    raise error_from_payload(chunk, default_retryable=not batch)
+                batch.append(chunk)
+            if batch:
+                return batch
+
+    def close(self) -> None:
+        resp, self._resp = self._resp, None
+        if resp is not None and not self._ended:
+            resp.close()  # drops the connection: the node sees the client go
+        self._ended = True

@@ -15,6 +15,7 @@ from actors.naming import kill_named
 from herd.backends.base import BackendState
 from herd.models import InferenceRequest, NodeHeartbeat
 from herd.node_agent import NodeAgent
+from herd.node_http import NodeHTTPServer
 from herd.settings import Settings
 
 log = logging.getLogger("herd.actors.node")
@@ -27,9 +28,14 @@ class NodeActor:
         self.agent = NodeAgent(settings, node_id=node_id, ray_node_id=ray_node_id)
         self._router: Any = None
         self._beat: asyncio.Task[None] | None = None
+        self._http: NodeHTTPServer | None = None
 
     async def start(self) -> dict[str, Any]:
         state: BackendState = await self.agent.start()
+        if self.settings.data_plane == "http" and self._http is None:
+            # Served from this actor's event loop, on the Ray node's own address.
+            self._http = NodeHTTPServer(self.agent, host=_ray_node_ip())
+            self.agent.data_url = await self._http.start()
         self._beat = asyncio.create_task(self._heartbeat_loop())
         return {
             "node_id": self.agent.node_id,
@@ -37,6 +43,7 @@ class NodeActor:
             "url": state.url,
             "ok": state.ok,
             "models": [m.name for m in state.models],
+            "data_url": self.agent.data_url,
         }
 
     async def _heartbeat_loop(self) -> None:
@@ -73,10 +80,23 @@ class NodeActor:
     async def shutdown(self) -> None:
         if self._beat is not None:
             self._beat.cancel()
+        if self._http is not None:
+            self.agent.data_url = ""
+            await self._http.stop()
+            self._http = None
         await self.agent.stop()
 
     def ping(self) -> str:
         return self.agent.node_id
+
+
+def _ray_node_ip() -> str:
+    """The address this actor's Ray node was started with (``--node-ip-address``)."""
+    me = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == me and node.get("NodeManagerAddress"):
+            return str(node["NodeManagerAddress"])
+    return str(ray.util.get_node_ip_address())
 
 
 def deploy_node_actor(

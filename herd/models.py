@@ -91,6 +91,7 @@ class NodeHeartbeat:
     num_parallel: int = 1
     draining: bool = False
     sent_at: float = 0.0
+    data_url: str = ""  # the node's HTTP data plane (FLEET_DATA_PLANE=http), else ""
 
     def has_model(self, model: str) -> bool:
         key = canonical_model(model)

@@ -43,6 +43,7 @@ class NodeAgent:
         self.supervisor: Any = None  # LlamaCppSupervisor when this node runs llama.cpp
         self.state: BackendState | None = None
         self.draining = False
+        self.data_url = ""  # set by the NodeActor when its HTTP data plane runs
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -139,6 +140,7 @@ class NodeAgent:
             num_parallel=self.settings.node.num_parallel,
             draining=self.draining,
             sent_at=time.time(),
+            data_url=self.data_url,
         )
 
     # --- requests --------------------------------------------------------------------

@@ -237,6 +237,7 @@ class RouterCore:
                     "ray_node_id": hb.ray_node_id,
                     "backend": hb.backend,
                     "backend_url": hb.backend_url,
+                    "data_url": hb.data_url,
                     "backend_ok": hb.backend_ok,
                     "backend_version": hb.backend_version,
                     "herd_version": hb.herd_version,

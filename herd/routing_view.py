@@ -119,6 +119,7 @@ class LocalRouter:
         self.epoch: str | None = None
         self.version = -1
         self._nodes: tuple[MirrorNode, ...] = ()
+        self._data_urls: dict[str, str] = {}
         self._received_at = 0.0
         self._confirmed_at = float("-inf")
         self._overlay: list[_Pending] = []
@@ -139,9 +140,16 @@ class LocalRouter:
         self._overlay = [p for p in self._overlay if p.seq is None or p.seq > applied]
         self.version = data.version
         self._nodes = data.nodes
+        self._data_urls = {
+            n.heartbeat.node_id: n.heartbeat.data_url for n in data.nodes if n.heartbeat.data_url
+        }
         self._received_at = now
         self._confirmed_at = now
         self._snapshot = None
+
+    def data_url(self, node_id: str) -> str:
+        """The node's HTTP data plane as its last mirrored heartbeat gave it ("" if none)."""
+        return self._data_urls.get(node_id, "")
 
     def confirm(self, now: float) -> None:
         """The router said nothing changed since the loaded version."""

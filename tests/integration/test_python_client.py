@@ -22,6 +22,11 @@ def test_client_chat_embed_and_status(fleet: Any) -> None:
         assert client.embed("embedder", ["a", "b"])["embeddings"]
         status = client.fleet_status()
         assert {n["node_id"] for n in status["nodes"]} >= {"alpha", "beta", "gamma"}
+        urls = [n["data_url"] for n in status["nodes"]]
+        if fleet.settings.data_plane == "http":  # FLEET_DATA_PLANE=http
+            assert all(u.startswith("http://") for u in urls), urls
+        else:
+            assert urls == [""] * len(urls)
         assert client.node("gamma").ping.remote() is not None
     finally:
         client.close()

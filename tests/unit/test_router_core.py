@@ -407,6 +407,7 @@ async def test_status_shape(core: RouterCore, clock: Clock) -> None:
         "ray_node_id": None,
         "backend": "ollama",
         "backend_url": "http://127.0.0.1:11434",
+        "data_url": "",
         "backend_ok": True,
         "backend_version": "0.12.6",
         "herd_version": "",

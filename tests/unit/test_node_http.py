@@ -1,0 +1,186 @@
+"""The node's HTTP data plane (herd/node_http.py) against the in-process emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from herd.backends.ollama import OllamaBackend
+from herd.errors import BackendError, BackendTimeout, ModelNotFound, NodeUnavailable
+from herd.node_agent import NodeAgent
+from herd.node_http import STREAM_PATH, NodeHTTPServer, error_from_payload, error_payload
+from herd.settings import load_settings
+from herd.sim import RunningEmulator, start_emulator
+from herd.sim.profile import FaultSpec
+from herd.sim.testing import fast_profile
+
+CHAT = {"messages": [{"role": "user", "content": "Tell me about herds."}]}
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[RunningEmulator]:
+    emulator = await start_emulator(fast_profile(name="emu", preload=["tiny:1b"], num_parallel=2))
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture
+async def agent(emu: RunningEmulator, tmp_path: Path) -> AsyncIterator[NodeAgent]:
+    settings = load_settings(
+        node={"ollama_host": emu.url, "llamacpp": "off", "num_parallel": 2},
+        first_chunk_timeout=0.5,
+        chunk_timeout=5.0,
+        data_dir=tmp_path,
+    )
+    node = NodeAgent(settings, node_id="n1", backend=OllamaBackend(emu.url))
+    await node.start()
+    yield node
+    await node.stop()
+
+
+@pytest.fixture
+async def server(agent: NodeAgent) -> AsyncIterator[NodeHTTPServer]:
+    srv = NodeHTTPServer(agent, host="127.0.0.1")
+    url = await srv.start()
+    assert url.startswith("http://127.0.0.1:") and srv.port > 0
+    yield srv
+    await srv.stop()
+    assert srv.url == ""
+
+
+def payload(model: str = "tiny:1b", kind: str = "chat", **body: Any) -> dict[str, Any]:
+    return {"request_id": "r1", "kind": kind, "model": model, "body": {**CHAT, **body}}
+
+
+async def post(server: NodeHTTPServer, data: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.post(server.url + STREAM_PATH, json=data)
+
+
+def lines(resp: httpx.Response) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+
+async def test_streams_one_line_per_chunk(server: NodeHTTPServer, agent: NodeAgent) -> None:
+    resp = await post(server, payload())
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("application/x-ndjson")
+    chunks = lines(resp)
+    assert len(chunks) > 2
+    assert all("herd_error" not in c for c in chunks)
+    assert chunks[-1]["done"] is True and chunks[-1]["eval_count"] > 0
+    assert "".join(c["message"]["content"] for c in chunks[:-1])
+    assert agent.in_flight == 0
+
+
+async def test_keep_alive_is_added(
+    server: NodeHTTPServer, agent: NodeAgent, emu: RunningEmulator
+) -> None:
+    sent: list[dict[str, Any]] = []
+    backend = agent.backend
+    assert backend is not None
+    original = backend.stream
+
+    def spy(kind: Any, body: Any) -> Any:
+        sent.append(dict(body))
+        return original(kind, body)
+
+    backend.stream = spy  # type: ignore[method-assign]
+    resp = await post(server, payload())
+    assert resp.status_code == 200
+    assert sent and sent[0]["keep_alive"] == agent.settings.keep_alive
+    assert sent[0]["model"] == "tiny:1b"
+
+
+async def test_error_before_first_chunk_is_a_status(
+    server: NodeHTTPServer, emu: RunningEmulator
+) -> None:
+    emu.device.faults.add(FaultSpec(kind="fail_before", model="tiny:1b", count=1, status=500))
+    resp = await post(server, payload())
+    assert resp.status_code == BackendError.status
+    body = resp.json()
+    assert body["retryable"] is True and body["code"] == "backend_error" and body["error"]
+    err = error_from_payload(body, default_retryable=False)
+    assert isinstance(err, BackendError) and err.retryable
+
+
+async def test_unknown_model_keeps_its_error_class(server: NodeHTTPServer) -> None:
+    resp = await post(server, payload(model="nope:1b"))
+    assert resp.status_code >= 400
+    err = error_from_payload(resp.json(), default_retryable=False)
+    assert err.status == resp.status_code
+
+
+async def test_stall_before_first_chunk_is_a_retryable_timeout(
+    server: NodeHTTPServer, emu: RunningEmulator
+) -> None:
+    emu.device.faults.add(FaultSpec(kind="hang", model="tiny:1b", count=1))
+    resp = await asyncio.wait_for(post(server, payload()), timeout=10)
+    assert resp.status_code == BackendTimeout.status
+    err = error_from_payload(resp.json(), default_retryable=False)
+    assert isinstance(err, BackendTimeout) and err.retryable
+
+
+async def test_mid_stream_error_is_a_final_line(
+    server: NodeHTTPServer, emu: RunningEmulator, agent: NodeAgent
+) -> None:
+    emu.device.faults.add(
+        FaultSpec(kind="fail_mid_stream", model="tiny:1b", count=1, after_chunks=3)
+    )
+    resp = await post(server, payload())
+    assert resp.status_code == 200
+    chunks = lines(resp)
+    assert len(chunks) >= 2
+    last = chunks[-1]
+    assert last["herd_error"] is True and last["retryable"] is False
+    assert all("herd_error" not in c for c in chunks[:-1])
+    err = error_from_payload(last, default_retryable=True)
+    assert isinstance(err, BackendError) and not err.retryable
+    assert agent.in_flight == 0
+
+
+async def test_draining_node_refuses_with_retryable_503(
+    server: NodeHTTPServer, agent: NodeAgent
+) -> None:
+    assert await agent.drain(1.0)
+    resp = await post(server, payload())
+    assert resp.status_code == NodeUnavailable.status
+    err = error_from_payload(resp.json(), default_retryable=False)
+    assert isinstance(err, NodeUnavailable) and err.retryable
+
+
+async def test_bad_request_is_400(server: NodeHTTPServer) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(server.url + STREAM_PATH, content=b"not json")
+    assert resp.status_code == 400 and resp.json()["code"] == "invalid_request"
+
+
+async def test_client_going_away_frees_the_slot(
+    server: NodeHTTPServer, agent: NodeAgent, emu: RunningEmulator
+) -> None:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream("POST", server.url + STREAM_PATH, json=payload()) as resp,
+    ):
+        async for _ in resp.aiter_lines():
+            break
+    for _ in range(100):
+        if agent.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert agent.in_flight == 0
+
+
+def test_error_round_trip() -> None:
+    err = error_from_payload(error_payload(ModelNotFound("gone")), default_retryable=True)
+    assert type(err) is ModelNotFound and err.message == "gone"
+    timeout = error_from_payload(
+        error_payload(BackendTimeout("slow", retryable=False)), default_retryable=True
+    )
+    assert type(timeout) is BackendTimeout and timeout.retryable is False
