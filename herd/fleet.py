@@ -61,15 +61,24 @@ class FleetState:
         self.version = 0
 
     # --- inputs -------------------------------------------------------------------
-    def heartbeat(self, hb: NodeHeartbeat, now: float) -> None:
+    def heartbeat(self, hb: NodeHeartbeat, now: float) -> bool:
+        """Record a heartbeat; False when it was ignored.
+
+        Ray never reuses a node id, so once Ray reported a node's Ray node dead, only a
+        heartbeat from a NodeActor on another (live) Ray node brings it back. A worker
+        orphaned by its dead raylet can keep running for a while and must not revive it.
+        """
         rec = self._nodes.get(hb.node_id)
         if rec is None:
             self._nodes[hb.node_id] = _NodeRecord(hb, now)
         else:
+            if rec.dead_since is not None and hb.ray_node_id == rec.heartbeat.ray_node_id:
+                return False
             rec.heartbeat = hb
             rec.last_seen = now
             rec.dead_since = None
         self._changed()
+        return True
 
     def mark_ray_node_dead(self, ray_node_id: str, now: float) -> list[str]:
         """Mark every node hosted on a dead Ray node offline; returns their ids."""

@@ -25,11 +25,14 @@ def test_node_lost_mid_request_gives_a_clean_error_then_503(fleet: Any, sim: Any
     def client() -> None:
         t0 = time.monotonic()
         body = {"model": "coder:1b", "messages": [{"role": "user", "content": "hi"}]}
-        with httpx.stream("POST", f"{endpoint}/api/chat", json=body, timeout=60) as r:
-            outcome["status"] = r.status_code
-            for line in r.iter_lines():
-                lines.append(line)
-                started.set()
+        try:
+            with httpx.stream("POST", f"{endpoint}/api/chat", json=body, timeout=60) as r:
+                outcome["status"] = r.status_code
+                for line in r.iter_lines():
+                    lines.append(line)
+                    started.set()
+        except httpx.HTTPError as exc:  # reported below instead of dying in the thread
+            outcome["error"] = repr(exc)
         outcome["seconds"] = time.monotonic() - t0
 
     thread = threading.Thread(target=client)
@@ -38,8 +41,9 @@ def test_node_lost_mid_request_gives_a_clean_error_then_503(fleet: Any, sim: Any
     fleet.cluster.kill("gamma", hard=True)
     thread.join(60)
     assert not thread.is_alive(), "the client hung after its node died"
+    assert "error" not in outcome, outcome
     assert outcome["status"] == 200
-    assert '"error"' in lines[-1]
+    assert '"error"' in lines[-1], (lines[-3:], outcome)
 
     wait_until(
         lambda: (fleet.node_status("gamma") or {}).get("status") == "offline",

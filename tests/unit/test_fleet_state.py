@@ -96,15 +96,19 @@ def test_ray_node_death_marks_its_nodes_offline_at_once(fleet: FleetState) -> No
     assert fleet.mark_ray_node_dead("ray-unknown", T0 + 1) == []
 
 
-def test_a_heartbeat_after_death_revives_the_node(fleet: FleetState) -> None:
+def test_a_heartbeat_from_a_new_ray_node_revives_the_node(fleet: FleetState) -> None:
     fleet.heartbeat(hb("a", ray="ray-1"), T0)
     fleet.mark_ray_node_dead("ray-1", T0 + 1)
     assert fleet.status("a", T0 + 2) == "offline"
-    fleet.heartbeat(hb("a", ray="ray-1"), T0 + 3)
+    # An orphaned actor on the dead Ray node may still beat: it must not revive the node.
+    assert fleet.heartbeat(hb("a", ray="ray-1"), T0 + 2.5) is False
+    assert fleet.status("a", T0 + 2.5) == "offline"
+    # Redeployed on a live Ray node (Ray never reuses node ids): back online.
+    assert fleet.heartbeat(hb("a", ray="ray-2"), T0 + 3) is True
     assert fleet.status("a", T0 + 3) == "online"
     assert fleet.snapshot(T0 + 3).nodes[0].status == "online"
     # and it can die again
-    assert fleet.mark_ray_node_dead("ray-1", T0 + 4) == ["a"]
+    assert fleet.mark_ray_node_dead("ray-2", T0 + 4) == ["a"]
     assert fleet.status("a", T0 + 4) == "offline"
 
 

@@ -194,7 +194,8 @@ async def test_waits_after_ray_node_death_until_revived(core: RouterCore) -> Non
     assert core.ray_node_dead("ray-a") == ["a"]
     task = asyncio.create_task(core.acquire("r1", ["tiny:1b"]))
     await _waiting(core, task)
-    core.heartbeat(hb("a", models=("tiny:1b",), ray="ray-a"))
+    # The node comes back on a new Ray node (a beat from the dead one is ignored).
+    core.heartbeat(hb("a", models=("tiny:1b",), ray="ray-a2"))
     assert (await asyncio.wait_for(task, timeout=5)).node_id == "a"
 
 
