@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +25,7 @@ import ray
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.errors import unwrap
+from actors.node_stream import HttpBody, ray_cancel, ray_next
 from herd.convert.ollama_response import OllamaAggregator
 from herd.errors import (
     BackendError,
@@ -35,7 +35,6 @@ from herd.errors import (
     NodeUnavailable,
 )
 from herd.models import Decision, InferenceRequest, Outcome
-from herd.node_http import STREAM_PATH, error_from_payload
 from herd.routing_view import REPORT_BATCH, LocalRouter, weights_from
 from herd.settings import Settings
 
@@ -255,7 +254,7 @@ class Dispatcher:
             decision = await self._decide(req, exclude, attempt)
             t0 = time.perf_counter()
             url = self._data_url(decision.node_id)
-            body: _HttpBody | None = None
+            body: HttpBody | None = None
             nxt: Callable[[], Awaitable[list[Chunk]]]
             cancel: Callable[[], None]
             try:
@@ -263,12 +262,12 @@ class Dispatcher:
                 # bound (plus a margin) catches a node that stopped answering.
                 async with asyncio.timeout(self.settings.first_chunk_timeout + _MARGIN):
                     if url:
-                        body = _HttpBody(self._session(), url, decision.node_id)
+                        body = HttpBody(self._session(), url, decision.node_id)
                         first = await body.open(req, decision.model)
                         nxt, cancel = body.next_batch, body.close
                     else:
                         gen = self.node(decision.node_id).stream.remote(req, decision.model)
-                        nxt, cancel = _ray_next(gen), _ray_cancel(gen)
+                        nxt, cancel = ray_next(gen), ray_cancel(gen)
                         try:
                             first = await nxt()
                         except StopAsyncIteration:
@@ -400,106 +399,3 @@ class Dispatcher:
         except Exception as exc:
             self._router = None
             raise FleetUnavailable(f"router unavailable: {unwrap(exc).message}") from None
-
-
-def _ray_next(gen: Any) -> Callable[[], Awaitable[list[Chunk]]]:
-    async def nxt() -> list[Chunk]:
-        batch: list[Chunk] = await (await gen.__anext__())
-        return batch
-
-    return nxt
-
-
-def _ray_cancel(gen: Any) -> Callable[[], None]:
-    def cancel() -> None:
-        with contextlib.suppress(Exception):
-            ray.cancel(gen)
-
-    return cancel
-
-
-class _HttpBody:
-    """One NDJSON answer from a node's HTTP data plane (``herd.node_http``)."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str, node_id: str) -> None:
-        self._session = session
-        self._url = url + STREAM_PATH
-        self._node_id = node_id
-        self._resp: aiohttp.ClientResponse | None = None
-        self._buf = b""
-        self._ended = False
-
-    async def open(self, req: InferenceRequest, model: str) -> list[Chunk]:
-        """Send the request and return the first batch ([] for an empty answer).
-        Any failure here is retryable unless the node said otherwise."""
-        payload = {
-            "request_id": req.request_id,
-            "kind": req.kind,
-            "model": model,
-            "body": dict(req.body),
-        }
-        try:
-            resp = await self._session.post(self._url, json=payload)
-        except aiohttp.ClientError as exc:
-            raise NodeUnavailable(
-                f"node data plane unreachable ({self._node_id}): {type(exc).__name__}: {exc}"
-            ) from None
-        self._resp = resp
-        if resp.status != 200:
-            try:
-                data = await resp.json(content_type=None)
-            except Exception:
-                data = {"error": f"node data plane answered HTTP {resp.status}"}
-            finally:
-                resp.release()
-            if not isinstance(data, dict):
-                data = {"error": str(data)}
-            raise error_from_payload(data, default_retryable=True)
-        try:
-            return await self.next_batch()
-        except StopAsyncIteration:
-            return []
-        except aiohttp.ClientError as exc:
-            self.close()
-            raise NodeUnavailable(f"node data plane broke ({self._node_id}): {exc}") from None
-        except HerdError:
-            self.close()
-            raise
-
-    async def next_batch(self) -> list[Chunk]:
-        """Every complete line already received, waiting only for the first of them."""
-        assert self._resp is not None
-        content = self._resp.content
-        while True:
-            if self._ended:
-                raise StopAsyncIteration
-            data = await content.readany()
-            if not data:
-                self._ended = True
-                self._resp.release()
-                if self._buf.strip():
-                    raise BackendError("node stream cut mid-line", retryable=False)
-                raise StopAsyncIteration
-            buf = self._buf + data
-            end = buf.rfind(b"\n")
-            if end < 0:
-                self._buf = buf
-                continue
-            self._buf = buf[end + 1 :]
-            batch: list[Chunk] = []
-            for line in buf[:end].split(b"\n"):
-                if not line.strip():
-                    continue
-                chunk = json.loads(line)
-                if "herd_error" in chunk:
-                    self.close()
-                    raise error_from_payload(chunk, default_retryable=not batch)
-                batch.append(chunk)
-            if batch:
-                return batch
-
-    def close(self) -> None:
-        resp, self._resp = self._resp, None
-        if resp is not None and not self._ended:
-            resp.close()  # drops the connection: the node sees the client go
-        self._ended = True
