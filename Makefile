@@ -4,22 +4,35 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.herd-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup system-deps demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]'
+	# torch first, with pip: the CPU wheel lies on this machine's disk (uv would fetch a
+	# multi-GB CUDA build); uv then keeps it because 2.13.0 satisfies every range.
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test,engines]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# Debian packages the tests use for real (needs root; a no-op when all are present).
+SYSTEM_PACKAGES := chromium postgresql espeak-ng
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
 demo: setup
 	$(BIN)/herd demo
 
-test: setup
+test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -6,6 +6,8 @@
     print(reply["message"]["content"], reply["herd"]["node"])
     for chunk in herd.chat("llama3.2:3b", messages, stream=True): ...
     herd.embed("nomic-embed-text", ["a", "b"])["embeddings"]
+    png = herd.image("tiny-sd:random", "a red fox", width=256, height=256)["image"]
+    herd.transcribe("whisper:tiny.en", open("talk.wav", "rb").read())["text"]
     herd.fleet_status()
 
 Requests get the same routing, retries, fallbacks and book-keeping as HTTP ones
@@ -135,6 +137,46 @@ class HerdClient:
     def embed(self, model: str, inputs: str | Sequence[str], **kw: Any) -> dict[str, Any]:
         value = inputs if isinstance(inputs, str) else list(inputs)
         req = self._request("embed", model, {"input": value}, False, **kw)
+        result: dict[str, Any] = self._run(self.arun(req))
+        return result
+
+    def image(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        width: int = 1024,
+        height: int = 1024,
+        steps: int | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """One image: ``{"image": <png bytes>, "width", "height", "seed", "steps", ...}``."""
+        body: dict[str, Any] = {"prompt": prompt, "width": width, "height": height}
+        extra = {"steps": steps, "seed": seed, "negative_prompt": negative_prompt}
+        body |= {k: v for k, v in extra.items() if v is not None}
+        req = self._request("image", model, body, False, **kw)
+        result: dict[str, Any] = self._run(self.arun(req))
+        return result
+
+    def transcribe(
+        self,
+        model: str,
+        audio: bytes,
+        *,
+        filename: str = "audio.wav",
+        language: str | None = None,
+        prompt: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Speech-to-text: ``{"text", "language", "duration", "segments", ...}``."""
+        body: dict[str, Any] = {"audio": bytes(audio), "filename": filename}
+        if language:
+            body["language"] = language
+        if prompt:
+            body["prompt"] = prompt
+        req = self._request("transcribe", model, body, False, **kw)
         result: dict[str, Any] = self._run(self.arun(req))
         return result
 

@@ -1,10 +1,9 @@
 """Run one request through the fleet: decide, call the node, retry, report the outcome.
 
 Shared by the Serve ingress and the Python client (``actors.client``) so both get the
-same routing, retries, fallbacks and book-keeping. Decisions are made here, over a
-routing view (``herd.routing_view.LocalRouter``) that two background tasks keep in
-step with the RouterActor: one long-polls ``router.view``, the other sends begin/end
-events in batches (``router.report``). Token path cost: no router call when the view
+same routing, retries, fallbacks, book-keeping and traces. Decisions are made here, over
+a routing view that :class:`~actors.router_link.RouterLink` keeps in step with the
+RouterActor. Token path cost: no router call when the view
 has a candidate, one streaming-generator hop from the NodeActor. Without a candidate
 (view not loaded or stale, no node can serve, unknown model) the attempt goes through
 the awaited ``router.acquire``, which owns the holding queue and 404 vs 503.
@@ -15,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +21,10 @@ from typing import Any
 import aiohttp
 import ray
 
-from actors import NAMESPACE, ROUTER_NAME, node_actor_name
+from actors import NAMESPACE, node_actor_name
 from actors.errors import unwrap
 from actors.node_stream import HttpBody, ray_cancel, ray_next
+from actors.router_link import RouterLink
 from herd.convert.ollama_response import OllamaAggregator
 from herd.errors import (
     BackendError,
@@ -33,16 +32,16 @@ from herd.errors import (
     HerdError,
     ModelNotFound,
     NodeUnavailable,
+    Rebalanced,
 )
 from herd.models import Decision, InferenceRequest, Outcome
-from herd.routing_view import REPORT_BATCH, LocalRouter, weights_from
+from herd.request_trace import TraceContext
+from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
 
 Chunk = dict[str, Any]
 _MARGIN = 5.0  # seconds added to node-side timeouts for the actor hop itself
-_VIEW_WAIT = 0.5  # long-poll of router.view: the router answers at once on a change
-_VIEW_GAP = 0.1  # at least this long between two views (under load every report is one)
-_VIEW_RETRY = 1.0  # after a failed view call
+_MAX_MOVES = 3  # times one request may be handed back by nodes (rebalancer, drain)
 
 
 def _retryable(err: HerdError) -> bool:
@@ -61,83 +60,14 @@ class Served:
     rest: AsyncIterator[list[Chunk]]
 
 
-class Dispatcher:
+class Dispatcher(RouterLink):
+    """Routes and runs requests; the routing view and reports live in :class:`RouterLink`."""
+
     def __init__(self, settings: Settings, router: Any = None, local_routing: bool = True) -> None:
-        self.settings = settings
-        self._router = router
+        super().__init__(settings, router, local_routing)
         self._nodes: dict[str, Any] = {}
-        self.local_routing = local_routing
-        self.view = LocalRouter(
-            uuid.uuid4().hex,
-            weights_from(settings),
-            settings.heartbeat_timeout,
-            settings.heartbeat_offline,
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._send_lock: asyncio.Lock | None = None
-        self._kick: asyncio.Event | None = None
         self._http: aiohttp.ClientSession | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
-
-    # --- the routing view (background) -----------------------------------------------
-    def _ensure_background(self) -> None:
-        """Start the view refresher and the reporter on the running loop (once per loop)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is loop and all(not t.done() for t in self._tasks):
-            return
-        for task in self._tasks:
-            task.cancel()
-        self._loop = loop
-        self._send_lock = asyncio.Lock()
-        self._kick = asyncio.Event()
-        self._tasks = [loop.create_task(self._report_loop())]
-        if self.local_routing:
-            self._tasks.append(loop.create_task(self._refresh_loop()))
-
-    async def _refresh_loop(self) -> None:
-        view = self.view
-        while True:
-            try:
-                async with asyncio.timeout(_VIEW_WAIT + self.settings.actor_call_timeout):
-                    data = await self.router().view.remote(view.epoch, view.version, _VIEW_WAIT)
-                if data is None:
-                    view.confirm(time.time())
-                else:
-                    view.load(data, time.time())
-                await asyncio.sleep(_VIEW_GAP)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # router gone or slow: route through acquire meanwhile
-                view.invalidate()
-                self._router = None
-                await asyncio.sleep(_VIEW_RETRY)
-
-    async def _report_loop(self) -> None:
-        assert self._kick is not None
-        kick = self._kick
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(kick.wait(), timeout=self.view.next_due_in(time.time()))
-            kick.clear()
-            if self.view.due(time.time()):
-                await self.flush()
-
-    async def flush(self) -> None:
-        """Send every pending begin/end event to the router (one batch at a time, in order)."""
-        if self._send_lock is None:
-            return
-        async with self._send_lock:
-            batch = self.view.take_batch()
-            if batch is None:
-                return
-            seq, events = batch
-            try:
-                async with asyncio.timeout(self.settings.actor_call_timeout):
-                    await self.router().report.remote(self.view.source, seq, events)
-            except Exception:  # the router is gone; its restart rebuilds from heartbeats
-                self.view.batch_lost(seq)
-                self._router = None
 
     def close(self) -> None:
         for task in self._tasks:
@@ -172,17 +102,6 @@ class Dispatcher:
             return ""
         return self.view.data_url(node_id)
 
-    # --- handles ----------------------------------------------------------------------
-    def router(self) -> Any:
-        if self._router is None:
-            try:
-                self._router = ray.get_actor(ROUTER_NAME, namespace=NAMESPACE)
-            except ValueError:
-                raise FleetUnavailable(
-                    "the herd router is not running (run `herd deploy`)"
-                ) from None
-        return self._router
-
     def node(self, node_id: str) -> Any:
         handle = self._nodes.get(node_id)
         if handle is None:
@@ -212,19 +131,20 @@ class Dispatcher:
         await self.flush()
         return await self._acquire(req, exclude, attempt)
 
-    def _kicked(self) -> None:
-        if self._kick is not None and self.view.pending >= REPORT_BATCH:
-            self._kick.set()
-
     async def _acquire(self, req: InferenceRequest, exclude: set[str], attempt: int) -> Decision:
         models = (req.model, *req.fallback_models)
         limit = self.settings.holding_queue_timeout + self.settings.actor_call_timeout
         try:
-            async with asyncio.timeout(limit):
-                decision: Decision = await self.router().acquire.remote(
-                    req.request_id, models, frozenset(exclude), attempt
-                )
-                return decision
+            ref = self.router().acquire.remote(req.request_id, models, frozenset(exclude), attempt)
+            try:
+                async with asyncio.timeout(limit):
+                    decision: Decision = await ref
+                    return decision
+            except (asyncio.CancelledError, TimeoutError):
+                # The client went away (or the router stopped answering): take the
+                # request out of the holding queue so it does not take a node later.
+                ray.cancel(ref)
+                raise
         except HerdError:
             raise
         except Exception as exc:
@@ -245,13 +165,63 @@ class Dispatcher:
         self.view.end(outcome, time.time())
         self._kicked()
 
+    # --- attempts and traces --------------------------------------------------------------
+    async def _traced_decide(
+        self,
+        req: InferenceRequest,
+        exclude: set[str],
+        attempt: int,
+        ctx: TraceContext,
+        own: bool,
+    ) -> Decision:
+        try:
+            decision = await self._decide(req, exclude, attempt)
+        except BaseException as exc:
+            err = exc if isinstance(exc, HerdError) else None
+            if err is None and isinstance(exc, asyncio.CancelledError):
+                ctx.disconnected = True
+            self._end_trace(ctx, own, err)
+            raise
+        ctx.attempt(decision)
+        return decision
+
+    def _again(
+        self,
+        req: InferenceRequest,
+        decision: Decision,
+        t0: float,
+        err: HerdError,
+        ctx: TraceContext,
+        exclude: set[str],
+        attempt: int,
+        moves: int,
+    ) -> bool:
+        """Book a failed attempt; True when the request should go to another node
+        (moved off a node before any output, or a retryable failure with retries left)."""
+        self._report(decision, t0, ok=False, error=err.message)
+        self._nodes.pop(decision.node_id, None)
+        moved = isinstance(err, Rebalanced) and moves < _MAX_MOVES
+        retry = not moved and _retryable(err) and attempt < self.settings.max_retries
+        ctx.failed_attempt(decision.node_id, err.message, retried=retry)
+        if moved or retry:
+            exclude.add(decision.node_id)
+        return moved or retry
+
+    def _end_trace(self, ctx: TraceContext, own: bool, err: HerdError | None) -> None:
+        if err is not None:
+            ctx.fail(err.message, err.status)
+        if own:
+            self.traces.finish(ctx)
+
     # --- streaming ----------------------------------------------------------------------
     async def stream(self, req: InferenceRequest) -> Served:
         """Pick a node and wait for its first chunks; retry elsewhere on failure before them."""
+        ctx, own = self.traces.open()
+        ctx.request(req)
         exclude: set[str] = set()
-        attempt = 0
+        attempt = moves = 0
         while True:
-            decision = await self._decide(req, exclude, attempt)
+            decision = await self._traced_decide(req, exclude, attempt, ctx, own)
             t0 = time.perf_counter()
             url = self._data_url(decision.node_id)
             body: HttpBody | None = None
@@ -276,17 +246,17 @@ class Dispatcher:
                 if body is not None:
                     body.close()
                 err = unwrap(exc, decision.node_id)
-                self._report(decision, t0, ok=False, error=err.message)
-                self._nodes.pop(decision.node_id, None)
-                if _retryable(err) and attempt < self.settings.max_retries:
-                    exclude.add(decision.node_id)
-                    attempt += 1
+                if self._again(req, decision, t0, err, ctx, exclude, attempt, moves):
+                    if isinstance(err, Rebalanced) and moves < _MAX_MOVES:
+                        moves += 1
+                    else:
+                        attempt += 1
                     continue
+                self._end_trace(ctx, own, err)
                 raise err from None
             ttft = time.perf_counter() - t0
-            return Served(
-                decision, attempt, first, self._rest(nxt, cancel, decision, t0, ttft, first)
-            )
+            rest = self._rest(nxt, cancel, decision, t0, ttft, first, ctx, own)
+            return Served(decision, attempt, first, rest)
 
     async def _rest(
         self,
@@ -296,6 +266,8 @@ class Dispatcher:
         t0: float,
         ttft: float,
         first: list[Chunk],
+        ctx: TraceContext,
+        own: bool,
     ) -> AsyncIterator[list[Chunk]]:
         last: Chunk | None = first[-1] if first else None
         ok = False
@@ -321,6 +293,7 @@ class Dispatcher:
             raise
         except (GeneratorExit, asyncio.CancelledError):
             error = "client disconnected"
+            ctx.disconnected = True
             raise
         except Exception as exc:
             err = unwrap(exc, decision.node_id)
@@ -335,20 +308,27 @@ class Dispatcher:
                 ok=ok,
                 started=True,
                 first_chunk_s=ttft,
-                prompt_tokens=int((last or {}).get("prompt_eval_count") or 0),
-                completion_tokens=int((last or {}).get("eval_count") or 0),
                 error=error,
+                **metrics_from_final_chunk(last or {}),
             )
+            if ok:
+                ctx.answer(ttft, last)
+            else:
+                ctx.fail(error or "stream failed", 499 if ctx.disconnected else 502)
+            if own:
+                self.traces.finish(ctx)
 
     # --- non-streaming ------------------------------------------------------------------
     async def complete(self, req: InferenceRequest) -> tuple[Decision, int, Chunk]:
         """One whole response; retries on another node when a node fails."""
         if self.settings.data_plane == "http" and req.kind in ("chat", "generate"):
             return await self._complete_folded(req)
+        ctx, own = self.traces.open()
+        ctx.request(req)
         exclude: set[str] = set()
-        attempt = 0
+        attempt = moves = 0
         while True:
-            decision = await self._decide(req, exclude, attempt)
+            decision = await self._traced_decide(req, exclude, attempt, ctx, own)
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.settings.node.request_timeout):
@@ -357,22 +337,25 @@ class Dispatcher:
                     )
             except Exception as exc:
                 err = unwrap(exc, decision.node_id)
-                self._report(decision, t0, ok=False, error=err.message)
-                self._nodes.pop(decision.node_id, None)
-                if _retryable(err) and attempt < self.settings.max_retries:
-                    exclude.add(decision.node_id)
-                    attempt += 1
+                if self._again(req, decision, t0, err, ctx, exclude, attempt, moves):
+                    if isinstance(err, Rebalanced) and moves < _MAX_MOVES:
+                        moves += 1
+                    else:
+                        attempt += 1
                     continue
+                self._end_trace(ctx, own, err)
                 raise err from None
             elapsed = time.perf_counter() - t0
+            ctx.answer(elapsed, result)
+            if own:
+                self.traces.finish(ctx)
             self._report(
                 decision,
                 t0,
                 ok=True,
                 started=True,
                 first_chunk_s=elapsed,
-                prompt_tokens=int(result.get("prompt_eval_count") or 0),
-                completion_tokens=int(result.get("eval_count") or 0),
+                **metrics_from_final_chunk(result),
             )
             return decision, attempt, result
 
@@ -387,15 +370,3 @@ class Dispatcher:
                 for chunk in batch:
                     folded.feed(chunk)
             return served.decision, served.retries, folded.result()
-
-    async def status(self) -> dict[str, Any]:
-        await self.flush()  # so the router's in-flight book includes what we started
-        try:
-            async with asyncio.timeout(self.settings.actor_call_timeout):
-                result: dict[str, Any] = await self.router().status.remote()
-                return result
-        except HerdError:
-            raise
-        except Exception as exc:
-            self._router = None
-            raise FleetUnavailable(f"router unavailable: {unwrap(exc).message}") from None

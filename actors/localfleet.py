@@ -34,12 +34,18 @@ from herd.settings import Settings
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One device: ``backend`` "sim" (an emulator with ``profile``) or "llamacpp"."""
+    """One device: ``backend`` "sim" (an emulator with ``profile``) or "llamacpp".
+
+    ``engines`` is the node's ``FLEET_NODE_ENGINES``: "off" (default: a simulated device
+    has no real media engines), "auto", or a comma list such as
+    "sentence-transformers,faster-whisper,diffusers". Engines load on first use, so they
+    cost the fleet's start-up nothing."""
 
     name: str
     backend: str = "sim"
     profile: str = "mac-mini"
     ray_node: str | None = None  # host on another spec's Ray node instead of its own
+    engines: str = "off"
 
 
 @dataclass
@@ -82,7 +88,7 @@ class LocalFleet:
         return found
 
     def node_settings(self, spec: NodeSpec) -> Settings:
-        node: dict[str, Any] = {"name": spec.name}
+        node: dict[str, Any] = {"name": spec.name, "engines": spec.engines}
         if spec.backend == "sim":
             node.update(ollama_host=self.emulator_urls[spec.name], llamacpp="off")
         else:

@@ -43,6 +43,7 @@ class NodeActor:
             "url": state.url,
             "ok": state.ok,
             "models": [m.name for m in state.models],
+            "media": list(self.agent.media.kinds()),
             "data_url": self.agent.data_url,
         }
 
@@ -71,6 +72,43 @@ class NodeActor:
 
     async def complete(self, req: InferenceRequest, model: str) -> dict[str, Any]:
         return await self.agent.complete(req, model)
+
+    async def prewarm(self, model: str) -> bool:
+        return await self.agent.prewarm(model)
+
+    def shed_pending(self, model: str | None = None, count: int | None = None) -> int:
+        """Hand back requests still waiting for a slot (the router's rebalancer)."""
+        return self.agent.shed_pending(model, count)
+
+    # --- model management and media (``herd.node_models``, ``herd.node_media``) -------
+    async def show(self, model: str, verbose: bool = False) -> dict[str, Any]:
+        return await self.agent.show(model, verbose)
+
+    async def pull(self, model: str, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Progress lines of a pull on this node (a Ray streaming generator); the next
+        heartbeat goes out at once so routing sees the new model."""
+        try:
+            async for line in self.agent.pull(model, insecure):
+                yield line
+        finally:
+            await self._beat_now()
+
+    async def delete(self, model: str) -> bool:
+        try:
+            await self.agent.delete(model)
+        finally:
+            await self._beat_now()
+        return True
+
+    def media_engines(self) -> list[str]:
+        return list(self.agent.media.kinds())
+
+    async def _beat_now(self) -> None:
+        try:
+            await self.push_heartbeat()
+        except Exception as exc:  # the regular loop sends it again shortly
+            log.warning("heartbeat after a model change failed: %s", exc)
+            self._router = None
 
     async def drain(self, timeout: float) -> bool:
         done = await self.agent.drain(timeout)

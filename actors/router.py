@@ -10,12 +10,17 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import NAMESPACE, ROUTER_NAME
-from actors.naming import kill_named
+from actors import NAMESPACE, ROUTER_NAME, node_actor_name
+from actors.naming import get_named, kill_named
+from herd.errors import BadRequest
+from herd.maintenance import Warm
 from herd.models import Decision, NodeHeartbeat, Outcome
 from herd.routing import RouterCore
 from herd.routing_view import Event, MirrorData
 from herd.settings import Settings
+from herd.traces.records import TraceRecord
+from herd.traces.store import TraceStore
+from herd.traces.writer import TraceWriter
 
 log = logging.getLogger("herd.actors.router")
 
@@ -26,10 +31,63 @@ class RouterActor:
         self.core = RouterCore(settings)
         self.settings = settings
         self._watch: asyncio.Task[None] | None = None
+        self._upkeep: asyncio.Task[None] | None = None
+        self._warming: set[asyncio.Task[Any]] = set()
+        # Traces: journaled here (acknowledged = on disk), written to the database in
+        # the writer's thread; a restarted router replays what was not stored yet.
+        self.trace_store = TraceStore.from_settings(settings)
+        self.trace_writer = TraceWriter.claim(
+            self.trace_store, settings.data_dir / "traces" / "spool"
+        )
 
     async def start(self) -> bool:
         self._watch = asyncio.create_task(self._watch_ray_nodes())
+        self._upkeep = asyncio.create_task(self._upkeep_loop())
         return True
+
+    async def _upkeep_loop(self) -> None:
+        """Zombie reaper, rebalancer and pre-warm, every heartbeat interval."""
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._upkeep_once()
+            except Exception as exc:  # never let the loop die
+                log.warning("upkeep failed: %s", exc)
+
+    async def _upkeep_once(self) -> None:
+        plan = self.core.upkeep()
+        if plan.reaped:
+            log.warning("reaped %d zombie in-flight entries", len(plan.reaped))
+        timeout = self.settings.actor_call_timeout
+        for move in plan.moves:
+            node = get_named(node_actor_name(move.from_node), NAMESPACE)
+            if node is None:
+                continue
+            try:
+                shed = await asyncio.wait_for(
+                    node.shed_pending.remote(move.model, move.count), timeout
+                )
+            except Exception as exc:
+                log.warning("rebalance on %s failed: %s", move.from_node, exc)
+                continue
+            self.core.moved(move, int(shed))
+        for warm in plan.warms:
+            node = get_named(node_actor_name(warm.node_id), NAMESPACE)
+            if node is not None:
+                self._warming.add(asyncio.create_task(self._warm(node, warm)))
+
+    async def _warm(self, node: Any, warm: Warm) -> None:
+        try:
+            limit = self.settings.first_chunk_timeout + self.settings.actor_call_timeout
+            ok = await asyncio.wait_for(node.prewarm.remote(warm.model), limit)
+        except Exception as exc:
+            log.warning("pre-warm of %s on %s failed: %s", warm.model, warm.node_id, exc)
+            ok = False
+        self.core.warmed(warm, bool(ok))
+        task = asyncio.current_task()
+        if task is not None:
+            self._warming.discard(task)
 
     async def _watch_ray_nodes(self) -> None:
         """Mark nodes offline as soon as Ray reports their Ray node dead."""
@@ -74,7 +132,31 @@ class RouterActor:
         return await self.core.wait_view(epoch, since, min(wait, 5.0))
 
     def status(self) -> dict[str, Any]:
-        return self.core.status()
+        status = self.core.status()
+        status["traces"] = self.trace_writer.stats()
+        # The Router badge: nodes on the Ray node that hosts this actor (the head).
+        here = ray.get_runtime_context().get_node_id()
+        for node in status["nodes"]:
+            node["is_router"] = node.get("ray_node_id") == here
+        return status
+
+    def get_toggles(self) -> dict[str, bool]:
+        return dict(self.core.toggles)
+
+    def set_toggles(self, changes: dict[str, bool]) -> dict[str, bool]:
+        try:
+            return self.core.set_toggles(changes)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+
+    async def record_traces(self, records: Sequence[TraceRecord]) -> int:
+        """Journal finished request traces; returning acknowledges them."""
+        await asyncio.to_thread(self.trace_writer.submit, records)
+        return len(records)
+
+    async def flush_traces(self, timeout: float = 10.0) -> bool:
+        """Wait until every acknowledged trace is in the database (tests, shutdown)."""
+        return await asyncio.to_thread(self.trace_writer.flush, timeout)
 
     def catalog(self) -> list[dict[str, Any]]:
         return self.core.catalog()

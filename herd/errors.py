@@ -110,6 +110,14 @@ class NodeUnavailable(BackendError):
     code = "node_unavailable"
 
 
+class Rebalanced(NodeUnavailable):
+    """A request still waiting for a slot on a node was handed back (rebalancer, drain):
+    nothing reached the client yet, so the dispatcher routes it again elsewhere without
+    counting a retry."""
+
+    code = "rebalanced"
+
+
 class FleetUnavailable(HerdError):
     """The router or the cluster itself cannot be reached."""
 

@@ -9,9 +9,17 @@ online while heartbeats arrive within ``heartbeat_timeout``, degraded until
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from herd.models import FleetSnapshot, NodeHeartbeat, NodeStatus, NodeView, canonical_model
+from herd.models import (
+    EMPTY_PERF,
+    FleetSnapshot,
+    NodeHeartbeat,
+    NodeStatus,
+    NodeView,
+    PerfStats,
+    canonical_model,
+)
 
 
 def node_status(age: float, dead: bool, timeout: float, offline: float) -> NodeStatus:
@@ -144,8 +152,9 @@ class FleetState:
     def in_flight(self) -> list[InFlight]:
         return list(self._requests.values())
 
-    def snapshot(self, now: float) -> FleetSnapshot:
-        """A frozen view; rebuilt only when state changed or a status may have aged."""
+    def snapshot(self, now: float, perf: PerfStats = EMPTY_PERF) -> FleetSnapshot:
+        """A frozen view; rebuilt only when state changed or a status may have aged.
+        ``perf`` (the router's learned performance) rides along."""
         bucket = now // 0.25  # statuses age with time: refresh at least every 250 ms
         if self._snapshot is None or bucket != self._snapshot_bucket:
             self._snapshot = FleetSnapshot(
@@ -160,8 +169,11 @@ class FleetState:
                     for node_id, rec in sorted(self._nodes.items())
                 ),
                 now,
+                perf,
             )
             self._snapshot_bucket = bucket
+        elif self._snapshot.perf is not perf:
+            self._snapshot = replace(self._snapshot, perf=perf)
         return self._snapshot
 
     def known_model(self, model: str) -> bool:

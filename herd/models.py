@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-RequestKind = Literal["chat", "generate", "embed", "embeddings"]
+RequestKind = Literal["chat", "generate", "embed", "embeddings", "image", "transcribe"]
 Dialect = Literal["openai", "ollama", "python"]
 NodeStatus = Literal["online", "degraded", "offline"]
 MemoryPressure = Literal["normal", "warn", "critical"]
@@ -56,6 +56,7 @@ class ModelOnDisk:
     quantization_level: str = ""
     modified_at: str = ""
     digest: str = ""
+    category: str = "llm"  # "llm", "embedding", "image" or "asr" (speech-to-text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +93,30 @@ class NodeHeartbeat:
     draining: bool = False
     sent_at: float = 0.0
     data_url: str = ""  # the node's HTTP data plane (FLEET_DATA_PLANE=http), else ""
+    # Adaptive capacity learning (FLEET_NODE_ENABLE_CAPACITY_LEARNING); defaults mean
+    # "not learning": never paused, fully available, no memory ceiling.
+    paused: bool = False  # hard pause (meeting, heavy foreground work): take no requests
+    availability: float | None = None  # 0..1 spare capacity now
+    availability_next: float | None = None  # 0..1 forecast for the next hour slot
+    memory_ceiling: int = 0  # bytes the router may fill with models (0 = no ceiling)
+    # Canonical name -> entry, built once per heartbeat so scoring is O(1) per lookup.
+    models_by_key: Mapping[str, ModelOnDisk] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    loaded_by_key: Mapping[str, LoadedModel] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models_by_key", {canonical_model(m.name): m for m in self.models})
+        object.__setattr__(self, "loaded_by_key", {canonical_model(m.name): m for m in self.loaded})
 
     def has_model(self, model: str) -> bool:
         key = canonical_model(model)
-        return any(canonical_model(m.name) == key for m in self.models) or self.is_loaded(model)
+        return key in self.models_by_key or key in self.loaded_by_key
 
     def is_loaded(self, model: str) -> bool:
-        key = canonical_model(model)
-        return any(canonical_model(m.name) == key for m in self.loaded)
+        return canonical_model(model) in self.loaded_by_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +135,67 @@ class NodeView:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelPerf:
+    """What the router learned about one model on one node (``None`` = not learned yet).
+
+    Built by :class:`herd.scoring.perf.PerfBook`; times in seconds, rates in tokens/s.
+    """
+
+    samples: int = 0  # successful requests observed
+    p75_s: float | None = None  # p75 end-to-end latency over the recent window
+    service_s: float | None = None  # mean prompt-eval + generation time of one request
+    load_s: float | None = None  # median cold-load time (Ollama's load_duration)
+    prompt_tps: float | None = None  # prompt_eval_count / prompt_eval_duration (median)
+    gen_tps: float | None = None  # eval_count / eval_duration (median)
+    completion_tokens: float | None = None  # mean eval_count
+    resident_bytes: int = 0  # size in memory when last seen loaded (0 = never seen)
+    unloaded_at: float | None = None  # when a heartbeat last showed it unloaded ("warm")
+
+
+@dataclass(frozen=True, slots=True)
+class NodePerf:
+    """Per-node rates learned across its models (0 = unknown): they turn a model's size
+    into an estimate for models this node has not served yet."""
+
+    load_bytes_per_s: float = 0.0  # model bytes loaded per second
+    gen_bytes_per_s: float = 0.0  # gen tokens/s x model bytes (decode is bandwidth-bound)
+    prompt_bytes_per_s: float = 0.0  # prompt tokens/s x model bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FleetModelPerf:
+    """One model across the fleet."""
+
+    best_p75_s: float | None = None  # the lowest p75 latency of any node
+    completion_tokens: float | None = None  # mean eval_count over every node
+    resident_bytes: int = 0  # smallest size in memory seen on any node (0 = never seen)
+
+
+@dataclass(frozen=True, slots=True)
+class PerfStats:
+    """Frozen learned performance, cheap to pickle to ingress replicas (see PerfBook)."""
+
+    # canonical model -> node id -> what was learned there (one lookup per decision)
+    models: Mapping[str, Mapping[str, ModelPerf]] = field(default_factory=dict)
+    nodes: Mapping[str, NodePerf] = field(default_factory=dict)
+    fleet: Mapping[str, FleetModelPerf] = field(default_factory=dict)  # canonical model
+    version: int = 0
+
+    def model(self, node_id: str, key: str) -> ModelPerf | None:
+        by_node = self.models.get(key)
+        return by_node.get(node_id) if by_node is not None else None
+
+
+EMPTY_PERF = PerfStats()
+
+
+@dataclass(frozen=True, slots=True)
 class FleetSnapshot:
     """Frozen fleet state at one instant; scoring reads only this and ``now``."""
 
     nodes: tuple[NodeView, ...]
     taken_at: float
+    perf: PerfStats = EMPTY_PERF
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +235,7 @@ class Outcome:
     completion_tokens: int = 0
     error: str | None = None
     started: bool = False
+    # From the final chunk's Ollama metrics (seconds), for the router's PerfBook.
+    load_s: float | None = None  # load_duration
+    prompt_eval_s: float | None = None  # prompt_eval_duration
+    eval_s: float | None = None  # eval_duration

@@ -11,21 +11,26 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from herd import __version__
 from herd.backends.base import Backend, BackendState
+from herd.backends.media import MediaEngines, detect_media_engines
 from herd.backends.ollama import OllamaBackend
 from herd.convert.ollama_response import OllamaAggregator
 from herd.errors import BackendTimeout, NodeUnavailable
 from herd.models import InferenceRequest, NodeHeartbeat
+from herd.node_media import NodeMedia
+from herd.node_models import delete_model, pull_model, show_model
+from herd.node_slots import SlotGate
 from herd.settings import Settings
 from herd.sysmetrics import collect_system_metrics
 
 log = logging.getLogger("herd.node")
 
 _DONE = object()
+_MEDIA_MARGIN = 5.0  # seconds past an engine's own timeout before the node gives up
 
 
 class NodeAgent:
@@ -35,6 +40,7 @@ class NodeAgent:
         node_id: str | None = None,
         ray_node_id: str | None = None,
         backend: Backend | None = None,
+        media: MediaEngines | None = None,
     ) -> None:
         self.settings = settings
         self.node_id = node_id or settings.node.name or socket.gethostname()
@@ -45,6 +51,11 @@ class NodeAgent:
         self.draining = False
         self.data_url = ""  # set by the NodeActor when its HTTP data plane runs
         self.in_flight = 0
+        # OLLAMA_NUM_PARALLEL slots per model; requests beyond wait here, movable.
+        self.slots = SlotGate(settings.node.num_parallel)
+        # Embedding / image / speech-to-text engines: detected at start unless given.
+        self.media = NodeMedia(media)
+        self._detect_media = media is None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -52,6 +63,9 @@ class NodeAgent:
     async def start(self) -> BackendState:
         if self.backend is None:
             self.backend = await self._detect_backend()
+        if self._detect_media:
+            engines = await asyncio.to_thread(detect_media_engines, self.settings)
+            self.media, self._detect_media = NodeMedia(engines), False
         self.state = await self.backend.probe()
         return self.state
 
@@ -99,6 +113,7 @@ class NodeAgent:
         )
 
     async def stop(self) -> None:
+        await self.media.close()
         if self.backend is not None:
             await self.backend.close()
         if self.supervisor is not None:
@@ -107,6 +122,8 @@ class NodeAgent:
     async def drain(self, timeout: float) -> bool:
         """Take no new work; wait up to ``timeout`` for in-flight requests to finish."""
         self.draining = True
+        # Requests still waiting for a slot go back to the dispatcher, which re-routes them.
+        self.slots.shed(reason=f"node {self.node_id} is draining")
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -135,8 +152,8 @@ class NodeAgent:
             memory_total=metrics.memory_total,
             memory_available=metrics.memory_available,
             memory_pressure=metrics.memory_pressure,
-            models=state.models,
-            loaded=state.loaded,
+            models=state.models + self.media.models(),
+            loaded=state.loaded + self.media.loaded(),
             num_parallel=self.settings.node.num_parallel,
             draining=self.draining,
             sent_at=time.time(),
@@ -156,6 +173,27 @@ class NodeAgent:
             body["keep_alive"] = self.settings.keep_alive
         return body
 
+    async def prewarm(self, model: str) -> bool:
+        """Load ``model`` into memory now (Ollama: a generate with an empty prompt)."""
+        backend = self._require_backend()
+        body = {
+            "model": model,
+            "prompt": "",
+            "stream": False,
+            "keep_alive": self.settings.keep_alive,
+        }
+        try:
+            async with asyncio.timeout(self.settings.first_chunk_timeout):
+                await backend.complete("generate", body)
+        except Exception as exc:  # a failed warm-up only costs the chance
+            log.warning("pre-warm of %s failed: %s", model, exc)
+            return False
+        return True
+
+    def shed_pending(self, model: str | None = None, count: int | None = None) -> int:
+        """Hand back requests still waiting for a slot (the router's rebalancer)."""
+        return self.slots.shed(model, count, reason=f"moved off {self.node_id}")
+
     def _enter(self) -> None:
         if self.draining:
             raise NodeUnavailable(f"node {self.node_id} is draining")
@@ -171,11 +209,15 @@ class NodeAgent:
         """One whole response. Chat and generate are streamed from the backend and folded
         here, so a backend that hangs is caught by the first-chunk timeout like a stream."""
         backend = self._require_backend()
+        self.media.refuse_mismatch(req.kind, model)
+        if self.media.handles(req.kind, model):
+            return await self._run_media(req, model)
         if req.kind not in ("chat", "generate"):
             self._enter()
             try:
-                async with asyncio.timeout(self.settings.first_chunk_timeout):
-                    return await backend.complete(req.kind, self._body(req, model))
+                async with self.slots.slot(model):
+                    async with asyncio.timeout(self.settings.first_chunk_timeout):
+                        return await backend.complete(req.kind, self._body(req, model))
             except TimeoutError:
                 raise BackendTimeout(f"{self.node_id}: no answer in time") from None
             finally:
@@ -186,16 +228,57 @@ class NodeAgent:
                 folded.feed(chunk)
         return folded.result()
 
+    async def _run_media(self, req: InferenceRequest, model: str) -> dict[str, Any]:
+        """Embeddings on a media engine, images and speech-to-text (``herd.node_media``),
+        bounded by the node's request timeout (a cold engine load can take a while)."""
+        self._enter()
+        node = self.settings.node
+        # The engines bound their own jobs; this only catches one that stopped answering.
+        limit = {"image": node.image_timeout, "transcribe": node.asr_timeout}.get(
+            req.kind, node.request_timeout
+        ) + _MEDIA_MARGIN
+        try:
+            async with asyncio.timeout(limit):
+                return await self.media.run(req.kind, model, req.body, self.backend)
+        except TimeoutError:
+            raise BackendTimeout(f"{self.node_id}: no {req.kind} result in {limit:g}s") from None
+        finally:
+            self._leave()
+
+    # --- model management (``herd.node_models``) ----------------------------------------
+    async def show(self, model: str, verbose: bool = False) -> dict[str, Any]:
+        return await show_model(self._require_backend(), self.state, self.media, model, verbose)
+
+    async def pull(self, model: str, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
+        backend = self._require_backend()
+        self._enter()
+        try:
+            async for line in pull_model(backend, self.media, self.node_id, model, insecure):
+                yield line
+        finally:
+            self._leave()
+
+    async def delete(self, model: str) -> None:
+        await delete_model(self._require_backend(), self.media, self.node_id, model)
+
     async def stream(
         self, req: InferenceRequest, model: str
     ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Yield lists of Ollama chunks: whatever is already buffered goes out together,
         but nothing ever waits to fill a batch."""
         backend = self._require_backend()
+        self.media.refuse_mismatch(req.kind, model)
         self._enter()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def pump() -> None:
+            try:
+                async with self.slots.slot(model):
+                    await relay()
+            except Exception as exc:  # Rebalanced while pending: the consumer re-raises it
+                queue.put_nowait(exc)
+
+        async def relay() -> None:
             chunks = aiter(backend.stream(req.kind, self._body(req, model)))
             timeout = self.settings.first_chunk_timeout
             started = False

@@ -4,6 +4,8 @@
 pipeline over a frozen snapshot; a request that no node can take waits in the
 holding queue and is re-scored whenever the fleet changes (event-driven), up to
 ``holding_queue_timeout``, then fails with ``NoCapacity`` (503 + Retry-After).
+The holding queue is FIFO per model: a waiter is served before anyone who came later
+for the same model, and a waiter whose caller went away (cancelled) leaves the queue.
 """
 
 from __future__ import annotations
@@ -14,14 +16,34 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from herd.errors import ModelNotFound, NoCapacity
 from herd.fleet import FleetState
-from herd.models import Decision, NodeHeartbeat, Outcome, canonical_model
+from herd.maintenance import Move, Warm, find_zombies, plan_prewarm, plan_rebalance, queued_by_model
+from herd.models import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
 from herd.routing_view import Begin, Event, MirrorData, decide, weights_from
+from herd.scoring.perf import PerfBook
 from herd.settings import Settings
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    request_id: str
+    models: tuple[str, ...]
+    exclude: frozenset[str]
+    attempt: int
+    future: asyncio.Future[Decision] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Upkeep:
+    """What one maintenance round decided; the RouterActor carries out moves and warms."""
+
+    moves: tuple[Move, ...] = ()
+    warms: tuple[Warm, ...] = ()
+    reaped: tuple[str, ...] = ()
 
 
 class RouterCore:
@@ -29,11 +51,31 @@ class RouterCore:
         self.settings = settings
         self.clock = clock
         self.fleet = FleetState(settings.heartbeat_timeout, settings.heartbeat_offline)
+        self.perf = PerfBook()  # learned per node and model from outcomes and heartbeats
+        # Runtime toggles (dashboard Settings view); ingress views get them with the fleet.
+        self.toggles: dict[str, bool] = {
+            "auto_pull": settings.auto_pull,
+            "vram_fallback": settings.vram_fallback,
+        }
         self.weights = weights_from(settings)
         self._change = asyncio.Event()
-        self.waiting = 0
+        self._holding: dict[str, deque[_Waiter]] = {}
+        self._serve_scheduled = False
+        self._last_warmed: dict[tuple[str, str], float] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=500)
-        self.counters: dict[str, int] = {"requests": 0, "ok": 0, "failed": 0, "retries": 0}
+        # Router events for the Health view (zombie reaped, rebalanced, pre-warm, ...).
+        self.events: deque[dict[str, Any]] = deque(maxlen=500)
+        self.counters: dict[str, int] = {
+            "requests": 0,
+            "ok": 0,
+            "failed": 0,
+            "retries": 0,
+            "held": 0,
+            "hold_timeouts": 0,
+            "moved": 0,
+            "prewarmed": 0,
+            "reaped": 0,
+        }
         # Routing views (herd.routing_view): who this router is (changes on restart)
         # and the last report batch applied per ingress.
         self.epoch = uuid.uuid4().hex
@@ -42,8 +84,23 @@ class RouterCore:
 
     # --- fleet inputs ---------------------------------------------------------------
     def heartbeat(self, hb: NodeHeartbeat) -> None:
-        self.fleet.heartbeat(hb, self.clock())
+        now = self.clock()
+        if self.fleet.heartbeat(hb, now):
+            self.perf.observe_heartbeat(hb, now)
         self._notify()
+
+    def snapshot(self, now: float) -> FleetSnapshot:
+        return self.fleet.snapshot(now, self.perf.freeze())
+
+    def set_toggles(self, changes: dict[str, bool]) -> dict[str, bool]:
+        """Change runtime toggles (only known ones, booleans); returns all of them."""
+        for key, value in changes.items():
+            if key not in self.toggles or not isinstance(value, bool):
+                raise ValueError(f"unknown toggle or not a boolean: {key}={value!r}")
+        self.toggles.update(changes)
+        self._reports += 1  # a new view version, so ingress mirrors pick it up
+        self._notify()
+        return dict(self.toggles)
 
     def ray_node_dead(self, ray_node_id: str) -> list[str]:
         hit = self.fleet.mark_ray_node_dead(ray_node_id, self.clock())
@@ -54,6 +111,39 @@ class RouterCore:
     def _notify(self) -> None:
         self._change.set()
         self._change = asyncio.Event()
+        if self._holding and not self._serve_scheduled:
+            # Serve waiters after the current change is fully applied, not inside it.
+            self._serve_scheduled = True
+            asyncio.get_running_loop().call_soon(self.serve_waiters)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._holding.values())
+
+    def waiting_by_model(self) -> dict[str, int]:
+        return {m: len(q) for m, q in self._holding.items() if q}
+
+    def serve_waiters(self) -> int:
+        """Give freed capacity to the holding queue, oldest first per model. Returns how
+        many waiters got a node."""
+        self._serve_scheduled = False
+        served = 0
+        for key in list(self._holding):
+            queue = self._holding[key]
+            while queue:
+                head = queue[0]
+                if head.future.done():  # cancelled or timed out meanwhile
+                    queue.popleft()
+                    continue
+                decision = self.try_route(head.request_id, head.models, head.exclude, head.attempt)
+                if decision is None:
+                    break  # FIFO: nobody behind the head jumps ahead for this model
+                queue.popleft()
+                head.future.set_result(decision)
+                served += 1
+            if not queue:
+                del self._holding[key]
+        return served
 
     # --- decisions --------------------------------------------------------------------
     def try_route(
@@ -66,7 +156,7 @@ class RouterCore:
         """Best node for the first model (then each fallback) that some node can serve."""
         now = self.clock()
         decision = decide(
-            self.fleet.snapshot(now), request_id, models, now, self.weights, exclude, attempt
+            self.snapshot(now), request_id, models, now, self.weights, exclude, attempt
         )
         if decision is not None:
             self.fleet.begin(request_id, decision.node_id, decision.model, now)
@@ -80,33 +170,57 @@ class RouterCore:
         attempt: int = 0,
         wait: float | None = None,
     ) -> Decision:
-        """Route now, or wait in the holding queue until the fleet changes or time runs out."""
+        """Route now, or wait in the holding queue until a node frees up or time runs out."""
         self._count(attempt)
-        decision = self.try_route(request_id, models, exclude, attempt)
-        if decision is not None:
-            return decision
+        key = canonical_model(models[0])
+        if not self._holding.get(key):  # FIFO: with others waiting, queue up behind them
+            decision = self.try_route(request_id, models, exclude, attempt)
+            if decision is not None:
+                return decision
         if not any(self.fleet.known_model(m) for m in models):
             raise ModelNotFound(f"model '{models[0]}' not found")
         limit = self.settings.holding_queue_timeout if wait is None else wait
+        waiter = _Waiter(
+            request_id,
+            tuple(models),
+            exclude,
+            attempt,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._holding.setdefault(key, deque()).append(waiter)
+        self.counters["held"] += 1
         deadline = self.clock() + limit
-        self.waiting += 1
         try:
             while True:
                 remaining = deadline - self.clock()
-                if remaining <= 0:
+                if remaining <= 0 and not waiter.future.done():
+                    self.counters["hold_timeouts"] += 1
                     raise NoCapacity(
                         f"no node can serve '{models[0]}' right now; try again shortly",
                         retry_after=max(1.0, self.settings.heartbeat_interval),
                     )
                 # Statuses also age with time, so look again at least every heartbeat.
-                step = min(remaining, self.settings.heartbeat_interval)
+                step = max(0.0, min(remaining, self.settings.heartbeat_interval))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._change.wait(), timeout=step)
-                decision = self.try_route(request_id, models, exclude, attempt)
-                if decision is not None:
-                    return decision
+                    return await asyncio.wait_for(asyncio.shield(waiter.future), timeout=step)
+                self.serve_waiters()
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                # Served at the very moment the caller went away: give the slot back.
+                self.fleet.end(request_id)
+                self._notify()
+            raise
         finally:
-            self.waiting -= 1
+            self._leave_queue(key, waiter)
+
+    def _leave_queue(self, key: str, waiter: _Waiter) -> None:
+        if not waiter.future.done():
+            waiter.future.cancel()
+        queue = self._holding.get(key)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del self._holding[key]
 
     def _count(self, attempt: int) -> None:
         self.counters["requests" if attempt == 0 else "retries"] += 1
@@ -132,7 +246,14 @@ class RouterCore:
         version = self.view_version()
         if epoch == self.epoch and since == version:
             return None
-        return MirrorData(self.epoch, version, self.fleet.mirror(self.clock()), dict(self.applied))
+        return MirrorData(
+            self.epoch,
+            version,
+            self.fleet.mirror(self.clock()),
+            dict(self.applied),
+            self.perf.freeze(),
+            dict(self.toggles),
+        )
 
     async def wait_view(
         self, epoch: str | None = None, since: int = -1, wait: float = 0.0
@@ -152,6 +273,7 @@ class RouterCore:
 
     def _release(self, outcome: Outcome) -> None:
         entry = self.fleet.end(outcome.request_id)
+        self.perf.observe_outcome(outcome)
         self.counters["ok" if outcome.ok else "failed"] += 1
         self.recent.append(
             {
@@ -167,6 +289,66 @@ class RouterCore:
                 "started_at": entry.started_at if entry else None,
             }
         )
+
+    # --- upkeep -----------------------------------------------------------------------
+    def upkeep(self) -> Upkeep:
+        """One maintenance round: reap zombies, plan moves and pre-warms (pure planners in
+        :mod:`herd.maintenance`); the actor carries out the moves and warms."""
+        now = self.clock()
+        settings = self.settings
+        reaped = find_zombies(self.fleet.in_flight(), now, settings.zombie_timeout)
+        for entry in reaped:
+            self.fleet.end(entry.request_id)
+            self.counters["reaped"] += 1
+            self.events.append(
+                {
+                    "time": now,
+                    "kind": "zombie_reaped",
+                    "node_id": entry.node_id,
+                    "model": entry.model,
+                    "request_id": entry.request_id,
+                    "age_s": round(now - entry.started_at, 3),
+                }
+            )
+        if reaped:
+            self._notify()
+        snapshot = self.fleet.snapshot(now)
+        moves = plan_rebalance(snapshot) if settings.rebalance else []
+        queued = queued_by_model(snapshot, self.waiting_by_model())
+        warms = plan_prewarm(
+            snapshot,
+            queued,
+            settings.prewarm_threshold,
+            now,
+            self._last_warmed,
+            settings.prewarm_cooldown,
+        )
+        for warm in warms:
+            self._last_warmed[(warm.node_id, warm.model)] = now
+            self.events.append(
+                {"time": now, "kind": "prewarm", "node_id": warm.node_id, "model": warm.model}
+            )
+        self.serve_waiters()
+        return Upkeep(tuple(moves), tuple(warms), tuple(e.request_id for e in reaped))
+
+    def moved(self, move: Move, count: int) -> None:
+        """The rebalancer handed ``count`` requests back from ``move.from_node``."""
+        if count:
+            self.counters["moved"] += count
+            self.events.append(
+                {
+                    "time": self.clock(),
+                    "kind": "rebalanced",
+                    "node_id": move.from_node,
+                    "to_node": move.to_node,
+                    "model": move.model,
+                    "count": count,
+                }
+            )
+
+    def warmed(self, warm: Warm, ok: bool) -> None:
+        if ok:
+            self.counters["prewarmed"] += 1
 
     # --- reads ------------------------------------------------------------------------
     def catalog(self) -> list[dict[str, Any]]:
@@ -260,7 +442,12 @@ class RouterCore:
             )
         return {
             "nodes": nodes,
-            "queue": {"waiting": self.waiting, "in_flight": len(self.fleet.in_flight())},
+            "queue": {
+                "waiting": self.waiting,
+                "waiting_by_model": self.waiting_by_model(),
+                "in_flight": len(self.fleet.in_flight()),
+            },
+            "events": list(self.events)[-50:],
             "counters": dict(self.counters),
             "time": now,
         }

@@ -18,8 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from herd.fleet import MirrorNode, node_status
-from herd.models import Decision, FleetSnapshot, NodeView, Outcome, canonical_model
-from herd.scoring import ScoringWeights, rank
+from herd.models import (
+    EMPTY_PERF,
+    Decision,
+    FleetSnapshot,
+    NodeView,
+    Outcome,
+    PerfStats,
+    canonical_model,
+)
+from herd.scoring import Policy, RouteQuery, ScoringWeights, policy_named
 from herd.settings import Settings
 
 REPORT_EVERY_S = 0.05  # send pending begin/end events at least this often ...
@@ -28,10 +36,20 @@ STALE_AFTER_S = 1.5  # a mirror not confirmed by the router for this long is not
 
 
 def weights_from(settings: Settings) -> ScoringWeights:
+    """Everything a decision reads from settings: the policy and the signal weights."""
     return ScoringWeights(
+        policy=settings.routing_policy,
         thermal_hot=settings.score_thermal_hot,
+        thermal_warm=settings.score_thermal_warm,
+        thermal_disk=settings.score_thermal_disk,
+        warm_window_s=settings.score_warm_window,
+        memory_fit=settings.score_memory_fit,
         queue_penalty=settings.score_queue_penalty,
         queue_step=settings.score_queue_step,
+        latency_penalty=settings.score_latency_penalty,
+        role_affinity=settings.score_role_affinity,
+        availability=settings.score_availability,
+        context_fit=settings.score_context_fit,
     )
 
 
@@ -43,10 +61,24 @@ def decide(
     weights: ScoringWeights,
     exclude: frozenset[str] = frozenset(),
     attempt: int = 0,
+    *,
+    query: RouteQuery | None = None,
+    estimated_tokens: int = 0,
+    policy: str | Policy | None = None,
 ) -> Decision | None:
-    """Best node for the first model (then each fallback) that some node can serve."""
+    """Best node for the first model (then each fallback) that some node can serve.
+
+    ``query`` carries the request's features (see ``RouteQuery.from_request``); without
+    it only ``estimated_tokens`` is known. ``policy`` is a name or a callable; ``None``
+    uses ``weights.policy`` (``FLEET_ROUTING_POLICY``). Learned performance comes from
+    ``snapshot.perf``.
+    """
+    if policy is None:
+        policy = weights.policy
+    chosen = policy_named(policy) if isinstance(policy, str) else policy
+    base = query or RouteQuery(models[0], prompt_tokens=estimated_tokens, request_id=request_id)
     for index, model in enumerate(models):
-        ranking = rank(snapshot, model, now, weights, exclude)
+        ranking = chosen(snapshot, base.for_model(model), now, weights, exclude)
         best = ranking.best
         if best is None:
             continue
@@ -86,6 +118,8 @@ class MirrorData:
     version: int
     nodes: tuple[MirrorNode, ...]
     applied: dict[str, int] = field(default_factory=dict)
+    perf: PerfStats = EMPTY_PERF  # the router's learned performance
+    toggles: dict[str, bool] = field(default_factory=dict)  # runtime toggles
 
 
 @dataclass(slots=True)
@@ -120,6 +154,8 @@ class LocalRouter:
         self.version = -1
         self._nodes: tuple[MirrorNode, ...] = ()
         self._data_urls: dict[str, str] = {}
+        self.perf: PerfStats = EMPTY_PERF
+        self.toggles: dict[str, bool] = {}
         self._received_at = 0.0
         self._confirmed_at = float("-inf")
         self._overlay: list[_Pending] = []
@@ -140,6 +176,8 @@ class LocalRouter:
         self._overlay = [p for p in self._overlay if p.seq is None or p.seq > applied]
         self.version = data.version
         self._nodes = data.nodes
+        self.perf = data.perf
+        self.toggles = dict(data.toggles)
         self._data_urls = {
             n.heartbeat.node_id: n.heartbeat.data_url for n in data.nodes if n.heartbeat.data_url
         }
@@ -187,7 +225,7 @@ class LocalRouter:
                     last_seen=last_seen,
                 )
             )
-        self._snapshot = FleetSnapshot(tuple(views), now)
+        self._snapshot = FleetSnapshot(tuple(views), now, self.perf)
         self._bucket = bucket
         return self._snapshot
 

@@ -43,6 +43,27 @@ class NodeSettings(BaseSettings):
     request_timeout: float = Field(default=600.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     probe_timeout: float = Field(default=2.0, gt=0)
+    engines: str = Field(
+        default="auto",
+        description=(
+            "Media engines to detect: auto, off, or a comma list of sentence-transformers, "
+            "faster-whisper, diffusers, mflux, diffusionkit, qwen3-asr"
+        ),
+    )
+    embed_models_dir: Path | None = Field(
+        default=None, description="Directory of sentence-transformers model directories"
+    )
+    whisper_models_dir: Path | None = Field(
+        default=None, description="Directory of faster-whisper (CTranslate2) model directories"
+    )
+    diffusers_models_dir: Path | None = Field(
+        default=None, description="Directory of diffusers from_pretrained pipeline directories"
+    )
+    diffusers_tiny: bool = Field(
+        default=True, description="Expose tiny-sd:random (random weights, for tests)"
+    )
+    image_timeout: float = Field(default=600.0, gt=0, description="One image job (seconds)")
+    asr_timeout: float = Field(default=600.0, gt=0, description="One transcription (seconds)")
 
     @field_validator("ollama_host")
     @classmethod
@@ -51,10 +72,32 @@ class NodeSettings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("llamacpp_model_path")
+    @field_validator(
+        "llamacpp_model_path", "embed_models_dir", "whisper_models_dir", "diffusers_models_dir"
+    )
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("engines")
+    @classmethod
+    def _known_engines(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "off", "none", ""):
+            return value
+        known = (
+            "sentence-transformers",
+            "faster-whisper",
+            "diffusers",
+            "mflux",
+            "diffusionkit",
+            "qwen3-asr",
+        )
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return ",".join(names)
 
 
 class Settings(BaseSettings):
@@ -82,6 +125,48 @@ class Settings(BaseSettings):
     score_thermal_hot: float = 50.0
     score_queue_penalty: float = 30.0
     score_queue_step: float = 10.0
+    # The rest of the seed's signals (herd/scoring/signals.py documents each one's range).
+    score_thermal_warm: float = Field(default=25.0, description="recently unloaded model")
+    score_thermal_disk: float = Field(default=5.0, description="model on disk only")
+    score_warm_window: float = Field(default=600.0, ge=0, description="seconds 'warm' lasts")
+    score_memory_fit: float = 20.0
+    score_latency_penalty: float = 25.0
+    score_role_affinity: float = 15.0
+    score_availability: float = 10.0
+    score_context_fit: float = 15.0
+    routing_policy: Literal["score", "expected_latency", "round_robin", "least_busy"] = Field(
+        default="score",
+        description="score: the seed's signals; expected_latency: minimum expected completion "
+        "time (queue + load + prefill + generation); round_robin / least_busy: baselines",
+    )
+    context_protection: Literal["strip", "warn", "passthrough"] = Field(
+        default="strip",
+        description="num_ctx that would reload a loaded model: strip it, warn, or pass it",
+    )
+    auto_pull: bool = Field(
+        default=False,
+        description="Pull a model nobody has onto the best node instead of answering 404 "
+        "(runtime toggle)",
+    )
+    vram_fallback: bool = Field(
+        default=False,
+        description="Serve an already-loaded model of the same category instead of "
+        "cold-loading the requested one (a request can also opt in)",
+    )
+    zombie_timeout: float = Field(
+        default=900.0,
+        gt=0,
+        description="In-flight entries with no end after this long are reclaimed (reaper)",
+    )
+    rebalance: bool = Field(
+        default=True, description="Move requests waiting on a busy node to one that freed up"
+    )
+    prewarm_threshold: int = Field(
+        default=4, ge=0, description="Queued requests for a model that trigger a pre-warm (0: off)"
+    )
+    prewarm_cooldown: float = Field(
+        default=60.0, ge=0, description="Seconds before the same node and model are warmed again"
+    )
     serve_proxy: Literal["haproxy", "default"] = "haproxy"
     data_plane: Literal["ray", "http"] = Field(
         default="ray",

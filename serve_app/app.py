@@ -28,7 +28,23 @@ class HerdIngress:
         self.service = HerdService(settings)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_app(self.service)
+        app = build_app(self.service)
+        add_dashboard(app, self.service)
+        return app
+
+
+def add_dashboard(app: FastAPI, svc: HerdService) -> None:
+    """The dashboard's JSON API and Dash views, same origin as the inference API. They
+    read traces from the database the RouterActor writes (``FLEET_DATABASE_URL``)."""
+    from dashboard.api import build_dashboard_router
+    from dashboard.app import mount_dashboard
+    from dashboard.service import DashboardService
+    from herd.traces.store import TraceStore
+    from serve_app.dashboard_fleet import RayFleet
+
+    service = DashboardService(TraceStore.from_settings(svc.settings), RayFleet(svc))
+    app.include_router(build_dashboard_router(service))
+    mount_dashboard(app, service)
 
 
 def deploy_serve(settings: Settings, replicas: int = 1) -> str:

@@ -17,10 +17,12 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from actors.dispatch import Dispatcher, Served
+from actors.dispatch_media import MediaDispatch
 from actors.errors import unwrap
+from actors.model_ops import ModelOps
 from herd import convert
 from herd.convert.encode import dumps
-from herd.errors import FleetUnavailable, HerdError, PayloadTooLarge
+from herd.errors import BadRequest, FleetUnavailable, HerdError, PayloadTooLarge
 from herd.models import Decision, InferenceRequest
 from herd.settings import Settings
 
@@ -50,6 +52,8 @@ class HerdService:
     def __init__(self, settings: Settings, dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
         self.dispatcher = dispatcher or Dispatcher(settings)
+        self.media = MediaDispatch(self.dispatcher)
+        self.models = ModelOps(self.dispatcher)
 
     # --- input ---------------------------------------------------------------------
     async def read_body(self, request: Request) -> bytes:
@@ -61,6 +65,35 @@ class HerdService:
         if len(body) > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         return body
+
+    async def read_form(
+        self, request: Request
+    ) -> tuple[dict[str, list[str]], bytes | None, str | None]:
+        """A ``multipart/form-data`` body (size-checked like any other): its text fields
+        (name -> values in order) and the ``file`` upload (bytes, filename)."""
+        kind = request.headers.get("content-type", "")
+        if not kind.lower().startswith("multipart/form-data"):
+            raise BadRequest("the body must be multipart/form-data with a 'file' field")
+        await self.read_body(request)  # enforces the size limit; form() reuses the bytes
+        try:
+            form = await request.form(max_files=4, max_fields=256)
+        except HerdError:
+            raise
+        except Exception as exc:  # malformed multipart (Starlette raises HTTP 400 or its own)
+            detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or exc
+            raise BadRequest(f"invalid multipart body: {detail}") from None
+        fields: dict[str, list[str]] = {}
+        audio: bytes | None = None
+        filename: str | None = None
+        try:
+            for name, value in form.multi_items():
+                if isinstance(value, str):
+                    fields.setdefault(name, []).append(value)
+                elif name == "file":
+                    audio, filename = await value.read(), value.filename
+        finally:
+            await form.close()
+        return fields, audio, filename
 
     @staticmethod
     def request_meta(request: Request) -> dict[str, Any]:

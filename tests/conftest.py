@@ -3,7 +3,9 @@
 alpha (head Ray node; also hosts the router and Serve): tiny:1b loaded ("hot"), embedder
 beta: tiny:1b on disk, thinker:1b loaded
 gamma: tiny:1b on disk, coder:1b loaded (long answers), embedder
-gemma (a second NodeActor on alpha's Ray node): the real gemma3:270m on llama.cpp
+gemma (a second NodeActor on alpha's Ray node): the real gemma3:270m on llama.cpp, and
+    the real media engines (MiniLM on sentence-transformers, whisper tiny.en on
+    faster-whisper, the tiny random diffusers pipeline tiny-sd:random), loaded on first use
 Each node's backend is an Ollama emulator process; tests inject faults through its
 ``/_sim/`` admin API or stop it. Heartbeats are fast so the fleet reacts within ~1 s.
 Unit tests never request these fixtures, so they never start Ray.
@@ -21,6 +23,8 @@ import pytest
 
 from herd.settings import load_settings
 from herd.sim.testing import fast_profile
+
+MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers"
 
 NODE_PROFILES: dict[str, dict[str, Any]] = {
     "alpha": {"preload": ["tiny:1b"], "num_parallel": 4},
@@ -67,7 +71,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             NodeSpec(name, "sim", str(_profile_file(tmp, name, over)))
             for name, over in NODE_PROFILES.items()
         ),
-        NodeSpec("gemma", "llamacpp", ray_node="alpha"),
+        NodeSpec("gemma", "llamacpp", ray_node="alpha", engines=MEDIA_ENGINES),
     )
     local = LocalFleet(settings, specs)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -11,6 +12,7 @@ import aiohttp
 
 from herd.backends.base import BackendState
 from herd.backends.http_errors import error_for_status
+from herd.backends.media import model_category
 from herd.errors import BackendError, BackendTimeout, HerdError
 from herd.models import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 
@@ -22,16 +24,31 @@ _PATHS: dict[str, str] = {
 }
 
 
+def category_of(name: str, family: str, capabilities: Any) -> str:
+    """A model's category from Ollama's ``capabilities`` when it lists them, else its name."""
+    caps = set(capabilities or ())
+    if "embedding" in caps:
+        return "embedding"
+    if "image" in caps:
+        return "image"
+    if "completion" in caps:
+        return "llm"
+    return model_category(name, family)
+
+
 def _model_on_disk(entry: Mapping[str, Any]) -> ModelOnDisk:
     details = entry.get("details") or {}
+    name = str(entry.get("model") or entry.get("name") or "")
+    family = str(details.get("family") or "")
     return ModelOnDisk(
-        name=str(entry.get("model") or entry.get("name") or ""),
+        name=name,
         size=int(entry.get("size") or 0),
-        family=str(details.get("family") or ""),
+        family=family,
         parameter_size=str(details.get("parameter_size") or ""),
         quantization_level=str(details.get("quantization_level") or ""),
         modified_at=str(entry.get("modified_at") or ""),
         digest=str(entry.get("digest") or ""),
+        category=category_of(name, family, entry.get("capabilities")),
     )
 
 
@@ -133,6 +150,93 @@ class OllamaBackend:
             payload["stream"] = False
         try:
             async with self._http().post(self.url + _PATHS[kind], json=payload) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    raise error_for_status(resp.status, text)
+                result: dict[str, Any] = json.loads(text)
+                return result
+        except TimeoutError as exc:
+            raise BackendTimeout(f"ollama timed out: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"ollama: {exc}") from None
+        except ValueError as exc:
+            raise BackendError(f"ollama sent bad JSON: {exc}") from None
+
+    # --- model management (Ollama only) ------------------------------------------------
+    async def show(self, model: str, verbose: bool = False) -> dict[str, Any]:
+        """``/api/show``; 404 -> ModelNotFound."""
+        payload: dict[str, Any] = {"model": model}
+        if verbose:
+            payload["verbose"] = True
+        return await self._post_json("/api/show", payload)
+
+    async def pull(self, model: str, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """``/api/pull`` progress lines, as Ollama streams them; an ``error`` line raises
+        BackendError (after the lines before it were yielded)."""
+        payload: dict[str, Any] = {"model": model, "stream": True}
+        if insecure:
+            payload["insecure"] = True
+        started = False
+        try:
+            async with self._http().post(self.url + "/api/pull", json=payload) as resp:
+                if resp.status != 200:
+                    raise error_for_status(resp.status, await resp.text())
+                async for raw in resp.content:
+                    if not raw.strip():
+                        continue
+                    line = json.loads(raw)
+                    if "error" in line:
+                        raise BackendError(str(line["error"]), retryable=False)
+                    started = True
+                    yield line
+        except TimeoutError as exc:
+            raise BackendTimeout(f"ollama pull timed out: {exc}", retryable=not started) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"ollama: {exc}", retryable=not started) from None
+        except ValueError as exc:
+            raise BackendError(f"ollama sent bad JSON: {exc}", retryable=False) from None
+
+    async def delete(self, model: str) -> None:
+        """``DELETE /api/delete``; 404 -> ModelNotFound."""
+        try:
+            async with self._http().delete(self.url + "/api/delete", json={"model": model}) as resp:
+                if resp.status != 200:
+                    raise error_for_status(resp.status, await resp.text())
+        except TimeoutError as exc:
+            raise BackendTimeout(f"ollama timed out: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"ollama: {exc}") from None
+
+    async def generate_image(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        width: int,
+        height: int,
+        steps: int | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+    ) -> bytes:
+        """A PNG from an Ollama native image model (``x/z-image-turbo``, ``x/flux2-klein``)
+        through Ollama's ``/v1/images/generations``."""
+        payload: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "size": f"{width}x{height}",
+            "response_format": "b64_json",
+        }
+        extra = {"steps": steps, "seed": seed, "negative_prompt": negative_prompt}
+        payload |= {k: v for k, v in extra.items() if v is not None}
+        result = await self._post_json("/v1/images/generations", payload)
+        try:
+            return base64.b64decode(result["data"][0]["b64_json"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise BackendError("ollama returned no image", retryable=False) from None
+
+    async def _post_json(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            async with self._http().post(self.url + path, json=payload) as resp:
                 text = await resp.text()
                 if resp.status != 200:
                     raise error_for_status(resp.status, text)

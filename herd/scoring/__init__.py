@@ -1,5 +1,22 @@
-"""The routing pipeline: eliminate -> score -> rank -> select, as pure functions."""
+"""The routing pipeline as pure functions over frozen fleet snapshots.
 
-from herd.scoring.pipeline import Ranking, ScoringWeights, rank
+eliminate -> score -> rank -> select (:mod:`.pipeline`, the seed's policy), the other
+policies (:mod:`.policies`), learned performance (:mod:`.perf`), context protection
+(:mod:`.context`) and the VRAM-aware fallback (:mod:`.vram_fallback`).
+"""
 
-__all__ = ["Ranking", "ScoringWeights", "rank"]
+from herd.scoring.pipeline import Ranking, rank
+from herd.scoring.policies import POLICIES, POLICY_NAMES, Policy, policy_named
+from herd.scoring.query import RouteQuery
+from herd.scoring.weights import ScoringWeights
+
+__all__ = [
+    "POLICIES",
+    "POLICY_NAMES",
+    "Policy",
+    "Ranking",
+    "RouteQuery",
+    "ScoringWeights",
+    "policy_named",
+    "rank",
+]

@@ -1,4 +1,4 @@
-"""eliminate -> score -> rank -> select over a frozen :class:`FleetSnapshot`."""
+"""The seed's policy: eliminate -> score -> rank -> select over a frozen snapshot."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from collections.abc import Mapping
 
 from herd.models import CandidateScore, FleetSnapshot, NodeView
 from herd.scoring.eliminate import DEFAULT_ELIMINATORS, Eliminator, eliminate
-from herd.scoring.signals import DEFAULT_SIGNALS, ScoringWeights, Signal
+from herd.scoring.fleet_context import ScoreContext, build_context
+from herd.scoring.query import RouteQuery
+from herd.scoring.signals import DEFAULT_SIGNALS, Signal
+from herd.scoring.weights import ScoringWeights
 
-__all__ = ["Ranking", "ScoringWeights", "rank"]
+__all__ = ["Ranking", "ScoringWeights", "as_query", "order", "rank", "score_node"]
 
 
 class Ranking:
@@ -25,34 +28,49 @@ class Ranking:
         return self.candidates[0] if self.candidates else None
 
 
+def as_query(model: str | RouteQuery) -> RouteQuery:
+    return model if isinstance(model, RouteQuery) else RouteQuery(model)
+
+
 def score_node(
     node: NodeView,
-    model: str,
+    query: RouteQuery,
+    ctx: ScoreContext,
     now: float,
     weights: ScoringWeights,
     signals: Mapping[str, Signal] = DEFAULT_SIGNALS,
 ) -> CandidateScore:
-    breakdown = {name: fn(node, model, now, weights) for name, fn in signals.items()}
-    return CandidateScore(node.node_id, sum(breakdown.values()), breakdown)
+    breakdown = {name: fn(node, query, ctx, now, weights) for name, fn in signals.items()}
+    return CandidateScore(node.heartbeat.node_id, sum(breakdown.values()), breakdown)
 
 
-def _tie_break(node: NodeView) -> tuple[float, str]:
-    # Deterministic: fewer requests in flight first, then node id.
-    return (node.in_flight, node.node_id)
+def order(scored: list[tuple[CandidateScore, NodeView]], eliminated: dict[str, str]) -> Ranking:
+    """Highest total first; ties: fewer requests in flight, then node id (deterministic)."""
+    scored.sort(key=lambda pair: (-pair[0].total, pair[1].in_flight, pair[0].node_id))
+    return Ranking(tuple(s for s, _ in scored), eliminated)
 
 
 def rank(
     snapshot: FleetSnapshot,
-    model: str,
+    model: str | RouteQuery,
     now: float,
     weights: ScoringWeights,
     exclude: frozenset[str] = frozenset(),
     eliminators: tuple[Eliminator, ...] = DEFAULT_ELIMINATORS,
     signals: Mapping[str, Signal] = DEFAULT_SIGNALS,
 ) -> Ranking:
-    survivors, eliminated = eliminate(snapshot.nodes, model, now, exclude, eliminators)
-    scored: list[tuple[CandidateScore, NodeView]] = [
-        (score_node(n, model, now, weights, signals), n) for n in survivors
-    ]
-    scored.sort(key=lambda pair: (-pair[0].total, *_tie_break(pair[1])))
-    return Ranking(tuple(s for s, _ in scored), eliminated)
+    """Every node that survives elimination, scored by the sum of the signals."""
+    query = as_query(model)
+    ctx = build_context(snapshot, query, weights)
+    survivors, eliminated = eliminate(
+        snapshot.nodes, query, ctx, now, weights, exclude, eliminators
+    )
+    items = tuple(signals.items())
+    scored = []
+    for node in survivors:  # score_node, inlined: this loop is the hot path
+        breakdown = {}
+        for name, fn in items:
+            breakdown[name] = fn(node, query, ctx, now, weights)
+        total = sum(breakdown.values())
+        scored.append((CandidateScore(node.heartbeat.node_id, total, breakdown), node))
+    return order(scored, eliminated)

@@ -91,6 +91,26 @@ def _sequence(completion: Completion) -> list[tuple[Piece, int]]:
     return seq
 
 
+def _grouped(seq: list[tuple[Piece, int]], size: int) -> list[tuple[Piece, int]]:
+    """Merge up to ``size`` consecutive text pieces of one kind into one, after the first
+    (so the first token still arrives alone); a merged piece is due with its last token."""
+    if size <= 1 or len(seq) <= 2:
+        return seq
+    out = [seq[0]]
+    for piece, weight in seq[1:]:
+        last, count = out[-1]
+        if (
+            len(out) > 1
+            and piece.kind == last.kind != "tool_calls"
+            and count < size
+            and weight == 1
+        ):
+            out[-1] = (Piece(piece.kind, last.text + piece.text), count + 1)
+        else:
+            out.append((piece, weight))
+    return out
+
+
 async def pieces(
     device: Device,
     lease: Lease,
@@ -116,7 +136,7 @@ async def pieces(
     begin = loop.time()
     t_eval = time.perf_counter_ns()
     done = 0
-    for piece, weight in _sequence(completion):
+    for piece, weight in _grouped(_sequence(completion), device.profile.stream_chunk_tokens):
         done += weight
         if interval > 0:
             wait = begin + done * interval - loop.time()

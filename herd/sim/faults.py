@@ -10,6 +10,10 @@ Kinds (:class:`herd.sim.profile.FaultSpec`):
 * ``hang``: never answer (after ``after_chunks`` chunks; 0 = before the headers)
   until the client gives up, the faults are cleared, or the server stops.
 * ``slow``: multiply every delay (load, prompt evaluation, tokens) by ``factor``.
+* ``down``: the whole Ollama server fails: every route (``/api/version``, ``/api/tags``,
+  ``/api/ps``, inference, ...) answers HTTP ``status`` with ``{"error": message}``, so
+  a node's health probe sees its backend down. ``/_sim/`` keeps working; takes no
+  ``model`` or ``endpoint``; ``count`` limits it to the next K requests of any route.
 
 ``/api/embed`` and ``/api/embeddings`` send no chunks: there ``hang`` always acts
 before the answer and ``fail_mid_stream`` answers 500. A request that only loads
@@ -35,6 +39,7 @@ DEFAULT_MESSAGES: dict[FaultKind, str] = {
     "fail_mid_stream": "an error was encountered while running the model: unexpected EOF",
     "hang": "",
     "slow": "",
+    "down": "the Ollama server is not available",
 }
 
 
@@ -120,6 +125,8 @@ class FaultInjector:
         key = canonical_model(model)
         chosen: dict[FaultKind, _Active] = {}
         for fault in self._faults:
+            if fault.spec.kind == "down":  # whole-server faults: see :meth:`down`
+                continue
             if fault.spec.kind not in chosen and fault.matches(key, endpoint):
                 chosen[fault.spec.kind] = fault
         if not chosen:
@@ -144,6 +151,20 @@ class FaultInjector:
             hang_after=hang.spec.after_chunks if hang else None,
             slow_factor=slow.spec.factor if slow else 1.0,
         )
+
+    def down(self) -> tuple[int, str] | None:
+        """``(status, message)`` when the server is down for this request (uses up the
+        oldest ``down`` fault's count); ``None`` when it answers normally."""
+        fault = next((f for f in self._faults if f.spec.kind == "down"), None)
+        if fault is None:
+            return None
+        fault.hits += 1
+        if fault.remaining is not None:
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.remove(fault)
+        self.injected += 1
+        return fault.spec.status, fault.spec.message or DEFAULT_MESSAGES["down"]
 
     async def hang(self) -> None:
         """Block until the faults are cleared or the server stops (or the caller is cancelled)."""

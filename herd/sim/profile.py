@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from herd.models import canonical_model
 
 Capability = Literal["completion", "tools", "thinking", "embedding", "vision", "insert"]
-FaultKind = Literal["fail_before", "fail_mid_stream", "hang", "slow"]
+FaultKind = Literal["fail_before", "fail_mid_stream", "hang", "slow", "down"]
 Endpoint = Literal["chat", "generate", "embed", "embeddings"]
 
 GIB = 1024**3
@@ -121,7 +121,7 @@ class FaultSpec(_Strict):
     endpoint: Endpoint | None = Field(default=None, description="only this endpoint")
     count: int | None = Field(default=None, ge=1, description="only the next K requests")
     after_chunks: int = Field(default=0, ge=0, description="fail_mid_stream / hang: chunks first")
-    status: int = Field(default=500, ge=400, le=599, description="fail_before: HTTP status")
+    status: int = Field(default=500, ge=400, le=599, description="fail_before / down: HTTP status")
     message: str | None = None
     factor: float = Field(default=1.0, gt=0, description="slow: delay multiplier")
 
@@ -131,6 +131,8 @@ class FaultSpec(_Strict):
             raise ValueError("fail_mid_stream needs after_chunks >= 1")
         if self.kind == "slow" and self.factor == 1.0:
             raise ValueError("slow needs a factor other than 1.0")
+        if self.kind == "down" and (self.model is not None or self.endpoint is not None):
+            raise ValueError("down takes the whole server down: no model or endpoint")
         return self
 
 
@@ -154,6 +156,12 @@ class SimProfile(_Strict):
     default_num_ctx: int = Field(default=4096, ge=4, description="OLLAMA_CONTEXT_LENGTH")
     response_tokens: int = Field(default=24, ge=1, description="length of an answer")
     response_tokens_max: int | None = Field(default=None, ge=1, description="random up to this")
+    stream_chunk_tokens: int = Field(
+        default=1,
+        ge=1,
+        description="tokens per streamed chunk after the first (1 = one per chunk, as Ollama); "
+        "more only saves CPU in simulations, the timing of every token stays the same",
+    )
     models: list[SimModel] = Field(default_factory=list)
     preload: list[str] = Field(default_factory=list, description="loaded (forever) at start")
     registry: list[SimModel] = Field(default_factory=list, description="pullable catalogue")

@@ -11,12 +11,24 @@ from herd.sim import admin, embeddings, inference, management
 from herd.sim.device import Device
 from herd.sim.profile import SimProfile
 from herd.sim.profiles import load_profile
-from herd.sim.wire import DEVICE, error_middleware
+from herd.sim.wire import DEVICE, Handler, error_middleware, error_response
+
+
+@web.middleware
+async def down_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The ``down`` fault: every Ollama route fails while it is active (``/_sim/`` not)."""
+    if not request.path.startswith("/_sim/"):
+        failure = request.app[DEVICE].faults.down()
+        if failure is not None:
+            return error_response(*failure)
+    return await handler(request)
 
 
 def build_app(device: Device) -> web.Application:
     """All Ollama routes plus the ``/_sim/`` admin routes, bound to ``device``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
+    app = web.Application(
+        middlewares=[error_middleware, down_middleware], client_max_size=64 * 1024**2
+    )
     app[DEVICE] = device
     r = app.router
     r.add_get("/", management.root)  # GET and HEAD

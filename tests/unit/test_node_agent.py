@@ -34,7 +34,7 @@ BODIES: dict[str, dict[str, Any]] = {
 
 def make_settings(url: str, tmp: Path, **over: Any) -> Settings:
     values: dict[str, Any] = {
-        "node": {"ollama_host": url, "llamacpp": "off", "num_parallel": 2},
+        "node": {"ollama_host": url, "llamacpp": "off", "num_parallel": 2, "engines": "off"},
         "first_chunk_timeout": FIRST_CHUNK_TIMEOUT,
         "chunk_timeout": 5.0,
         "data_dir": tmp,

@@ -21,6 +21,8 @@ T0 = 10_000.0
 # A long heartbeat interval: the holding queue also re-checks once per interval, so a
 # request served well within it was woken by the fleet change itself.
 INTERVAL = 30.0
+# Upkeep counters of a router whose queue and upkeep had nothing to do.
+IDLE = {"held": 0, "hold_timeouts": 0, "moved": 0, "prewarmed": 0, "reaped": 0}
 
 
 class Clock:
@@ -103,7 +105,8 @@ async def test_routes_to_the_hot_node(core: RouterCore) -> None:
         "tiny:1b",
         False,
     )
-    assert d.score == 50.0 and dict(d.breakdown) == {"thermal": 50.0, "queue_depth": 0.0}
+    assert d.breakdown["thermal"] == 50.0 and d.breakdown["queue_depth"] == 0.0
+    assert d.score == sum(d.breakdown.values())  # every seed signal is in the breakdown
     assert [c.node_id for c in d.candidates] == ["hot", "cold"]
     assert d.eliminated == {"other": "model not on node"}
     assert d.attempt == 0
@@ -288,7 +291,7 @@ async def test_release_frees_in_flight_and_counts(core: RouterCore, clock: Clock
         )
     )
     core.release(Outcome("r2", "a", "tiny:1b", ok=False, error="boom"))
-    assert core.counters == {"requests": 2, "ok": 1, "failed": 1, "retries": 0}
+    assert core.counters == {"requests": 2, "ok": 1, "failed": 1, "retries": 0, **IDLE}
     status = core.status()
     assert status["nodes"][0]["in_flight"] == 0
     assert status["queue"]["in_flight"] == 0
@@ -349,6 +352,7 @@ async def test_catalog(core: RouterCore, clock: Clock) -> None:
             "quantization_level": "",
             "modified_at": "",
             "digest": "",
+            "category": "llm",
         },
         "nodes": ["b"],
         "loaded_on": [],
@@ -392,10 +396,11 @@ async def test_status_shape(core: RouterCore, clock: Clock) -> None:
     await core.acquire("r1", ["tiny:1b"])
     clock.advance(2)
     status = core.status()
-    assert set(status) == {"nodes", "queue", "counters", "time"}
+    assert set(status) == {"nodes", "queue", "counters", "events", "time"}
     assert status["time"] == clock()
-    assert status["queue"] == {"waiting": 0, "in_flight": 1}
-    assert status["counters"] == {"requests": 1, "ok": 0, "failed": 0, "retries": 0}
+    assert status["queue"] == {"waiting": 0, "waiting_by_model": {}, "in_flight": 1}
+    assert status["counters"] == {"requests": 1, "ok": 0, "failed": 0, "retries": 0, **IDLE}
+    assert status["events"] == []
     nodes = {n["node_id"]: n for n in status["nodes"]}
     assert [n["node_id"] for n in status["nodes"]] == ["a", "b", "dead"]
     assert nodes["dead"]["status"] == "offline"

@@ -1,0 +1,55 @@
+"""The dashboard's views, one module each.
+
+Every module exposes ``VIEW``: its URL slug (under the dashboard prefix), its title in the
+navigation, ``layout(query)`` (the page's components; ``query`` holds the URL's query
+parameters) and ``register(app, bridge)``, which adds its callbacks to the Dash app.
+Callbacks are thin wrappers over module-level functions taking the
+:class:`~dashboard.bridge.SyncBridge` first, which the unit tests call directly; figures
+come from pure functions of the service's plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dash import Dash
+
+    from dashboard.bridge import SyncBridge
+
+
+@dataclass(frozen=True)
+class View:
+    slug: str
+    title: str
+    layout: Callable[[Mapping[str, str]], Any]
+    register: Callable[[Dash, SyncBridge], None]
+
+
+def all_views() -> tuple[View, ...]:
+    """The views in navigation order (Fleet Overview first, at the dashboard's root)."""
+    from dashboard.views import (
+        apps,
+        benchmarks,
+        health,
+        models,
+        overview,
+        recommendations,
+        settings,
+        trace,
+        trends,
+    )
+
+    return (
+        overview.VIEW,
+        trends.VIEW,
+        models.VIEW,
+        apps.VIEW,
+        benchmarks.VIEW,
+        health.VIEW,
+        recommendations.VIEW,
+        settings.VIEW,
+        trace.VIEW,
+    )

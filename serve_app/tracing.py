@@ -1,0 +1,108 @@
+"""ASGI middleware that gives every inference request a trace, whatever happens to it.
+
+It opens a :class:`~herd.request_trace.TraceContext` before the route runs (the
+dispatcher fills in the request, routing decisions and the answer), watches the
+response go out (status code; the error message of a 4xx/5xx body; whether the last
+byte was sent or the client went away) and closes the trace into the dispatcher's
+outbox exactly once. Malformed bodies, unknown models, full queues and disconnects are
+therefore traced like served requests. Pure ASGI (no ``BaseHTTPMiddleware``), so
+streaming responses pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from actors.trace_shipper import TraceShipper
+from herd.request_trace import TraceContext, current_trace
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Paths whose requests are traced, with the dialect and kind they record.
+TRACED: dict[str, tuple[str, str]] = {
+    "/api/chat": ("ollama", "chat"),
+    "/api/generate": ("ollama", "generate"),
+    "/api/embed": ("ollama", "embed"),
+    "/api/embeddings": ("ollama", "embeddings"),
+    "/api/generate-image": ("ollama", "image"),
+    "/api/transcribe": ("ollama", "transcribe"),
+    "/v1/chat/completions": ("openai", "chat"),
+    "/v1/completions": ("openai", "generate"),
+    "/v1/embeddings": ("openai", "embed"),
+    "/v1/images/generations": ("openai", "image"),
+    "/v1/audio/transcriptions": ("openai", "transcribe"),
+}
+_ERROR_BODY_LIMIT = 16 * 1024
+
+
+def error_message(body: bytes) -> str | None:
+    """The message of an error body in either dialect (``{"error": "..."}`` for Ollama,
+    ``{"error": {"message": ...}}`` for OpenAI); None when it is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:500] or None
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict):
+        err = err.get("message")
+    return str(err)[:500] if err else None
+
+
+class TraceMiddleware:
+    def __init__(self, app: ASGIApp, shipper: Callable[[], TraceShipper]) -> None:
+        self.app = app
+        self.shipper = shipper
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = TRACED.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        ctx = TraceContext(dialect=route[0], kind=route[1])
+        token = current_trace.set(ctx)
+        error_body = bytearray()
+        finished = False
+
+        async def traced_send(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.start":
+                ctx.http_status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                if (ctx.http_status or 200) >= 400 and len(error_body) < _ERROR_BODY_LIMIT:
+                    error_body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    finished = True
+            try:
+                await send(message)
+            except OSError:
+                ctx.disconnected = True
+                raise
+
+        failed = False
+        try:
+            await self.app(scope, receive, traced_send)
+        except (asyncio.CancelledError, OSError):
+            raise  # the client went away
+        except Exception as exc:  # answered 500 by the outer error handler
+            failed = True
+            ctx.served = False
+            ctx.fail(f"internal error ({type(exc).__name__})", 500)
+            raise
+        finally:
+            current_trace.reset(token)
+            if not finished and not failed:
+                ctx.disconnected = True
+            if (ctx.http_status or 200) >= 400:
+                ctx.served = False
+                ctx.fail(error_message(bytes(error_body)) or ctx.error or "request failed")
+            self.shipper().finish(ctx)

@@ -1,0 +1,90 @@
+"""Smoke test of bench/fleet.py: a tiny config, in-process emulators, every policy.
+
+Checks the shape and sanity of the results, never their speed (speed is the bench's job).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
+    monkeypatch.syspath_prepend(str(BENCH))
+    names = ("fleet", "_simfleet_workloads", "_simfleet_driver", "_simfleet_run")
+    return {name: importlib.import_module(name) for name in names}
+
+
+async def test_tiny_run_has_one_sane_row_per_policy_and_workload(
+    bench: dict[str, ModuleType],
+) -> None:
+    fleet = bench["fleet"]
+    workloads = ("steady", "node-death")
+    config = fleet.BenchConfig(
+        workloads=workloads,
+        policies=bench["_simfleet_run"].POLICIES,
+        seed=3,
+        requests=10,
+        time_scale=50.0,
+        host="inproc",
+    )
+    doc: dict[str, Any] = await fleet.run_bench(config)
+
+    assert doc["bench"] == "fleet"
+    policies = doc["policies"]
+    assert policies, "at least the router's default policy runs"
+    assert set(policies) | set(doc["skipped_policies"]) == set(config.policies)
+    rows = doc["rows"]
+    assert sorted((r["workload"], r["policy"]) for r in rows) == sorted(
+        (w, p) for w in workloads for p in policies
+    )
+    for row in rows:
+        assert row["issued"] == 10
+        assert row["completed"] + row["failed"] == row["issued"]
+        assert row["completed"] > 0
+        assert row["p95_s"] >= row["p50_s"] > 0
+        assert row["p95_ttft_s"] > 0
+        assert row["cold_loads"] >= 0 and row["req_per_s"] > 0
+        assert sum(row["served_by"].values()) == row["completed"]
+    death = [r for r in rows if r["workload"] == "node-death"]
+    dead = bench["_simfleet_workloads"].build_workload("node-death", 3, 10).death_node
+    for row in death:  # the dead node serves nothing once it is gone; others take over
+        assert set(row["served_by"]) - {dead}
+
+    table = fleet.format_table(rows).splitlines()
+    assert len(table) == 2 + len(rows)
+    assert table[0].split()[:2] == ["workload", "policy"]
+
+
+def test_workloads_are_reproducible(bench: dict[str, ModuleType]) -> None:
+    build = bench["_simfleet_workloads"].build_workload
+    for name in bench["_simfleet_workloads"].WORKLOADS:
+        a, b, other = build(name, 7, 30), build(name, 7, 30), build(name, 8, 30)
+        assert a == b
+        assert a.requests != other.requests
+        assert len(a.requests) == 30
+        times = [r.arrival_s for r in a.requests]
+        assert times == sorted(times)
+    death = build("node-death", 7, 30)
+    assert death.death_node and 0 < (death.death_at_s or 0) < death.span_s
+
+
+def test_heartbeat_reports_the_emulated_device_memory(bench: dict[str, ModuleType]) -> None:
+    from herd.models import LoadedModel, NodeHeartbeat
+
+    gib = 1024**3
+    hb = NodeHeartbeat(
+        "n1", "host", memory_total=999 * gib, loaded=(LoadedModel("m:1b", size=10 * gib),)
+    )
+    out = bench["_simfleet_driver"].device_heartbeat(hb, 12 * gib)
+    assert (out.memory_total, out.memory_available) == (12 * gib, 2 * gib)
+    assert out.memory_pressure == "normal"
+    full = bench["_simfleet_driver"].device_heartbeat(hb, 10 * gib + gib // 2)
+    assert full.memory_pressure == "critical"
