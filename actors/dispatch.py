@@ -22,6 +22,7 @@ import aiohttp
 import ray
 
 from actors import NAMESPACE, node_actor_name
+from actors.auto_pull import auto_pull
 from actors.errors import unwrap
 from actors.node_stream import HttpBody, ray_cancel, ray_next
 from actors.router_link import RouterLink
@@ -35,6 +36,7 @@ from herd.errors import (
     Rebalanced,
 )
 from herd.models import Decision, InferenceRequest, Outcome
+from herd.request_prep import RoutePlan, plan_route, settle
 from herd.request_trace import TraceContext
 from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
@@ -113,29 +115,61 @@ class Dispatcher(RouterLink):
         return handle
 
     # --- router calls -----------------------------------------------------------------
-    async def _decide(self, req: InferenceRequest, exclude: set[str], attempt: int) -> Decision:
-        """Route from the local view; without a candidate there, ask the router."""
+    async def _decide(
+        self, req: InferenceRequest, exclude: set[str], attempt: int
+    ) -> tuple[Decision, InferenceRequest]:
+        """Route from the local view; without a candidate there, ask the router. Returns
+        the decision and the request as the chosen node should get it (``settle``)."""
         self._ensure_background()
+        now = time.time()
+        snapshot = self.view.snapshot(now) if self.view.fresh(now) else None
+        plan = plan_route(req, snapshot, self.view.toggles, frozenset(exclude))
+        decision = None
         if self.local_routing:
             decision = self.view.try_route(
-                req.request_id,
-                (req.model, *req.fallback_models),
-                time.time(),
-                frozenset(exclude),
-                attempt,
+                req.request_id, plan.models, now, frozenset(exclude), attempt, plan.query
             )
-            if decision is not None:
-                self._kicked()
-                return decision
-        # The router must see this request's earlier events before it books it again.
-        await self.flush()
-        return await self._acquire(req, exclude, attempt)
+        if decision is None:
+            # The router must see this request's earlier events before it books it again.
+            await self.flush()
+            try:
+                decision = await self._acquire(req, exclude, attempt, plan)
+            except ModelNotFound:
+                if not self.view.toggles.get("auto_pull") or attempt > 0:
+                    raise
+                await auto_pull(self, req.model)
+                decision = await self._acquire(req, exclude, attempt, plan)
+        else:
+            self._kicked()
+        settled = settle(req, decision, snapshot, self.settings.context_protection)
+        if settled.context is not None:
+            ctx = settled.context
+            self.view.note(
+                "context_protection",
+                {
+                    "action": ctx.action,
+                    "model": req.model,
+                    "node_id": decision.node_id,
+                    "note": ctx.note,
+                },
+                now,
+            )
+        if plan.vram is not None and settled.decision.model == plan.vram.model:
+            self.view.note(
+                "vram_fallback",
+                {"model": req.model, "served": plan.vram.model, "node_id": decision.node_id},
+                now,
+            )
+        return settled.decision, settled.req
 
-    async def _acquire(self, req: InferenceRequest, exclude: set[str], attempt: int) -> Decision:
-        models = (req.model, *req.fallback_models)
+    async def _acquire(
+        self, req: InferenceRequest, exclude: set[str], attempt: int, plan: RoutePlan
+    ) -> Decision:
         limit = self.settings.holding_queue_timeout + self.settings.actor_call_timeout
         try:
-            ref = self.router().acquire.remote(req.request_id, models, frozenset(exclude), attempt)
+            ref = self.router().acquire.remote(
+                req.request_id, plan.models, frozenset(exclude), attempt, query=plan.query
+            )
             try:
                 async with asyncio.timeout(limit):
                     decision: Decision = await ref
@@ -173,9 +207,9 @@ class Dispatcher(RouterLink):
         attempt: int,
         ctx: TraceContext,
         own: bool,
-    ) -> Decision:
+    ) -> tuple[Decision, InferenceRequest]:
         try:
-            decision = await self._decide(req, exclude, attempt)
+            decision, sent = await self._decide(req, exclude, attempt)
         except BaseException as exc:
             err = exc if isinstance(exc, HerdError) else None
             if err is None and isinstance(exc, asyncio.CancelledError):
@@ -183,7 +217,7 @@ class Dispatcher(RouterLink):
             self._end_trace(ctx, own, err)
             raise
         ctx.attempt(decision)
-        return decision
+        return decision, sent
 
     def _again(
         self,
@@ -221,7 +255,7 @@ class Dispatcher(RouterLink):
         exclude: set[str] = set()
         attempt = moves = 0
         while True:
-            decision = await self._traced_decide(req, exclude, attempt, ctx, own)
+            decision, sent = await self._traced_decide(req, exclude, attempt, ctx, own)
             t0 = time.perf_counter()
             url = self._data_url(decision.node_id)
             body: HttpBody | None = None
@@ -233,10 +267,10 @@ class Dispatcher(RouterLink):
                 async with asyncio.timeout(self.settings.first_chunk_timeout + _MARGIN):
                     if url:
                         body = HttpBody(self._session(), url, decision.node_id)
-                        first = await body.open(req, decision.model)
+                        first = await body.open(sent, decision.model)
                         nxt, cancel = body.next_batch, body.close
                     else:
-                        gen = self.node(decision.node_id).stream.remote(req, decision.model)
+                        gen = self.node(decision.node_id).stream.remote(sent, decision.model)
                         nxt, cancel = ray_next(gen), ray_cancel(gen)
                         try:
                             first = await nxt()
@@ -328,12 +362,12 @@ class Dispatcher(RouterLink):
         exclude: set[str] = set()
         attempt = moves = 0
         while True:
-            decision = await self._traced_decide(req, exclude, attempt, ctx, own)
+            decision, sent = await self._traced_decide(req, exclude, attempt, ctx, own)
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.settings.node.request_timeout):
                     result: Chunk = await self.node(decision.node_id).complete.remote(
-                        req, decision.model
+                        sent, decision.model
                     )
             except Exception as exc:
                 err = unwrap(exc, decision.node_id)

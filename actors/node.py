@@ -13,6 +13,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.naming import kill_named
 from herd.backends.base import BackendState
+from herd.logs import configure_logging
 from herd.models import InferenceRequest, NodeHeartbeat
 from herd.node_agent import NodeAgent
 from herd.node_http import NodeHTTPServer
@@ -24,6 +25,7 @@ log = logging.getLogger("herd.actors.node")
 @ray.remote(num_cpus=0, max_concurrency=4096)  # type: ignore[call-overload]
 class NodeActor:
     def __init__(self, settings: Settings, node_id: str, ray_node_id: str) -> None:
+        configure_logging(settings)  # JSONL in <data_dir>/logs on this device
         self.settings = settings
         self.agent = NodeAgent(settings, node_id=node_id, ray_node_id=ray_node_id)
         self._router: Any = None

@@ -13,10 +13,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.naming import get_named, kill_named
 from herd.errors import BadRequest
+from herd.logs import configure_logging
 from herd.maintenance import Warm
 from herd.models import Decision, NodeHeartbeat, Outcome
 from herd.routing import RouterCore
 from herd.routing_view import Event, MirrorData
+from herd.scoring import RouteQuery
 from herd.settings import Settings
 from herd.traces.records import TraceRecord
 from herd.traces.store import TraceStore
@@ -28,6 +30,7 @@ log = logging.getLogger("herd.actors.router")
 @ray.remote(num_cpus=0, max_concurrency=100_000)  # type: ignore[call-overload]
 class RouterActor:
     def __init__(self, settings: Settings) -> None:
+        configure_logging(settings)
         self.core = RouterCore(settings)
         self.settings = settings
         self._watch: asyncio.Task[None] | None = None
@@ -115,8 +118,9 @@ class RouterActor:
         models: Sequence[str],
         exclude: frozenset[str] = frozenset(),
         attempt: int = 0,
+        query: RouteQuery | None = None,
     ) -> Decision:
-        return await self.core.acquire(request_id, models, exclude, attempt)
+        return await self.core.acquire(request_id, models, exclude, attempt, query=query)
 
     def release(self, outcome: Outcome) -> None:
         self.core.release(outcome)
@@ -168,7 +172,7 @@ class RouterActor:
         return list(self.core.recent)[-limit:]
 
     def forget_node(self, node_id: str) -> None:
-        self.core.fleet.remove(node_id)
+        self.core.forget_node(node_id)
 
     def ping(self) -> str:
         return "ok"

@@ -23,7 +23,8 @@ from herd.errors import ModelNotFound, NoCapacity
 from herd.fleet import FleetState
 from herd.maintenance import Move, Warm, find_zombies, plan_prewarm, plan_rebalance, queued_by_model
 from herd.models import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
-from herd.routing_view import Begin, Event, MirrorData, decide, weights_from
+from herd.routing_view import Begin, Event, MirrorData, Note, decide, weights_from
+from herd.scoring import RouteQuery
 from herd.scoring.perf import PerfBook
 from herd.settings import Settings
 
@@ -35,6 +36,7 @@ class _Waiter:
     exclude: frozenset[str]
     attempt: int
     future: asyncio.Future[Decision] = field(repr=False)
+    query: RouteQuery | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,9 @@ class RouterCore:
         self.weights = weights_from(settings)
         self._change = asyncio.Event()
         self._holding: dict[str, deque[_Waiter]] = {}
+        # Models each node reported the last time its backend answered: a node whose
+        # backend is down reports none, yet its models are still "known" (held, not 404).
+        self._models_seen: dict[str, frozenset[str]] = {}
         self._serve_scheduled = False
         self._last_warmed: dict[tuple[str, str], float] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=500)
@@ -87,7 +92,25 @@ class RouterCore:
         now = self.clock()
         if self.fleet.heartbeat(hb, now):
             self.perf.observe_heartbeat(hb, now)
+            if hb.backend_ok:
+                self._models_seen[hb.node_id] = frozenset(hb.models_by_key) | frozenset(
+                    hb.loaded_by_key
+                )
         self._notify()
+
+    def forget_node(self, node_id: str) -> None:
+        """A node removed from the herd (``herd`` removed its actor): drop what it had."""
+        self.fleet.remove(node_id)
+        self.perf.forget_node(node_id)
+        self._models_seen.pop(node_id, None)
+        self._notify()
+
+    def known_model(self, model: str) -> bool:
+        """Does some node have ``model``, as far as its backend last said? Else a 404."""
+        key = canonical_model(model)
+        return self.fleet.known_model(model) or any(
+            key in models for models in self._models_seen.values()
+        )
 
     def snapshot(self, now: float) -> FleetSnapshot:
         return self.fleet.snapshot(now, self.perf.freeze())
@@ -135,7 +158,9 @@ class RouterCore:
                 if head.future.done():  # cancelled or timed out meanwhile
                     queue.popleft()
                     continue
-                decision = self.try_route(head.request_id, head.models, head.exclude, head.attempt)
+                decision = self.try_route(
+                    head.request_id, head.models, head.exclude, head.attempt, head.query
+                )
                 if decision is None:
                     break  # FIFO: nobody behind the head jumps ahead for this model
                 queue.popleft()
@@ -152,11 +177,12 @@ class RouterCore:
         models: Sequence[str],
         exclude: frozenset[str] = frozenset(),
         attempt: int = 0,
+        query: RouteQuery | None = None,
     ) -> Decision | None:
         """Best node for the first model (then each fallback) that some node can serve."""
         now = self.clock()
         decision = decide(
-            self.snapshot(now), request_id, models, now, self.weights, exclude, attempt
+            self.snapshot(now), request_id, models, now, self.weights, exclude, attempt, query=query
         )
         if decision is not None:
             self.fleet.begin(request_id, decision.node_id, decision.model, now)
@@ -169,15 +195,16 @@ class RouterCore:
         exclude: frozenset[str] = frozenset(),
         attempt: int = 0,
         wait: float | None = None,
+        query: RouteQuery | None = None,
     ) -> Decision:
         """Route now, or wait in the holding queue until a node frees up or time runs out."""
         self._count(attempt)
         key = canonical_model(models[0])
         if not self._holding.get(key):  # FIFO: with others waiting, queue up behind them
-            decision = self.try_route(request_id, models, exclude, attempt)
+            decision = self.try_route(request_id, models, exclude, attempt, query)
             if decision is not None:
                 return decision
-        if not any(self.fleet.known_model(m) for m in models):
+        if not any(self.known_model(m) for m in models):
             raise ModelNotFound(f"model '{models[0]}' not found")
         limit = self.settings.holding_queue_timeout if wait is None else wait
         waiter = _Waiter(
@@ -186,6 +213,7 @@ class RouterCore:
             exclude,
             attempt,
             asyncio.get_running_loop().create_future(),
+            query,
         )
         self._holding.setdefault(key, deque()).append(waiter)
         self.counters["held"] += 1
@@ -232,6 +260,8 @@ class RouterCore:
             if isinstance(event, Begin):
                 self._count(event.attempt)
                 self.fleet.begin(event.request_id, event.node_id, event.model, now)
+            elif isinstance(event, Note):
+                self.events.append({"time": event.time, "kind": event.kind, **event.fields})
             else:
                 self._release(event)
         self.applied[source] = max(seq, self.applied.get(source, -1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from herd.fleet import MirrorNode, node_status
 from herd.models import (
@@ -107,7 +108,17 @@ class Begin:
     attempt: int = 0
 
 
-Event = Begin | Outcome
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something an ingress did that the router keeps among its events (Health view):
+    context protection acting, a VRAM-aware fallback, ..."""
+
+    kind: str
+    fields: dict[str, Any]
+    time: float
+
+
+Event = Begin | Outcome | Note
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +248,22 @@ class LocalRouter:
         now: float,
         exclude: frozenset[str] = frozenset(),
         attempt: int = 0,
+        query: RouteQuery | None = None,
     ) -> Decision | None:
         """Decide locally and book the attempt; ``None`` means ask the router."""
         if not self.fresh(now):
             return None
         decision = decide(
-            self.snapshot(now), request_id, models, now, self.weights, exclude, attempt
+            self.snapshot(now), request_id, models, now, self.weights, exclude, attempt, query=query
         )
         if decision is not None:
             self._add(Begin(request_id, decision.node_id, decision.model, attempt), now)
             self._book(decision.node_id, decision.model, +1)
         return decision
+
+    def note(self, kind: str, fields: dict[str, Any], now: float) -> None:
+        """Tell the router about ``kind`` with the next report batch."""
+        self._add(Note(kind, fields, now), now)
 
     def end(self, outcome: Outcome, now: float) -> None:
         """An attempt finished, routed here or by the router: report it, free its slot."""

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
+from herd.logs import configure_logging
 from herd.settings import Settings
 from serve_app.routes import build_app
 from serve_app.service import HerdService
@@ -24,6 +25,7 @@ APP_NAME = "herd"
 @serve.ingress()
 class HerdIngress:
     def __init__(self, settings: Settings) -> None:
+        configure_logging(settings)
         self.settings = settings
         self.service = HerdService(settings)
 
