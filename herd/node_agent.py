@@ -25,7 +25,7 @@ from herd.node_media import NodeMedia
 from herd.node_models import delete_model, pull_model, show_model
 from herd.node_slots import SlotGate
 from herd.settings import Settings
-from herd.sysmetrics import collect_system_metrics
+from herd.sysmetrics import classify_memory_pressure, collect_system_metrics
 
 log = logging.getLogger("herd.node")
 
@@ -149,9 +149,7 @@ class NodeAgent:
             herd_version=__version__,
             cpu_percent=metrics.cpu_percent,
             cpu_count=metrics.cpu_count,
-            memory_total=metrics.memory_total,
-            memory_available=metrics.memory_available,
-            memory_pressure=metrics.memory_pressure,
+            **self._memory(metrics, state),
             models=state.models + self.media.models(),
             loaded=state.loaded + self.media.loaded(),
             num_parallel=self.settings.node.num_parallel,
@@ -159,6 +157,23 @@ class NodeAgent:
             sent_at=time.time(),
             data_url=self.data_url,
         )
+
+    def _memory(self, metrics: Any, state: BackendState) -> dict[str, Any]:
+        """Memory as the router sees it: the OS's, or a budget (FLEET_NODE_MEMORY_BYTES)
+        minus what the loaded models take."""
+        budget = self.settings.node.memory_bytes
+        if budget is None:
+            return {
+                "memory_total": metrics.memory_total,
+                "memory_available": metrics.memory_available,
+                "memory_pressure": metrics.memory_pressure,
+            }
+        free = max(0, budget - sum(m.size for m in state.loaded))
+        return {
+            "memory_total": budget,
+            "memory_available": free,
+            "memory_pressure": classify_memory_pressure(budget, free, floor=0),
+        }
 
     # --- requests --------------------------------------------------------------------
     def _require_backend(self) -> Backend:

@@ -40,6 +40,12 @@ class NodeSettings(BaseSettings):
     llamacpp_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     llamacpp_model_path: Path | None = None
     num_parallel: int = Field(default=1, ge=1, le=64, description="OLLAMA_NUM_PARALLEL")
+    memory_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Memory herd may fill with models on this device, instead of what the OS "
+        "reports (reserve room for other work; emulated devices report their profile's)",
+    )
     request_timeout: float = Field(default=600.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     probe_timeout: float = Field(default=2.0, gt=0)

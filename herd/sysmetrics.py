@@ -37,12 +37,15 @@ class SystemMetrics:
     memory_pressure: MemoryPressure
 
 
-def classify_memory_pressure(total: int, available: int) -> MemoryPressure:
+def classify_memory_pressure(
+    total: int, available: int, floor: int = CRITICAL_BYTES
+) -> MemoryPressure:
     """Classify memory pressure from total and available bytes.
 
     Thresholds (each strictly "below"):
 
-    - ``critical``: available < 5 % of total, or available < 1 GiB;
+    - ``critical``: available < 5 % of total, or available < ``floor`` (1 GiB: what the
+      OS itself needs; 0 for a budget herd was given, where that room lies outside it);
     - ``warn``: available < 15 % of total;
     - ``normal``: otherwise.
 
@@ -53,7 +56,7 @@ def classify_memory_pressure(total: int, available: int) -> MemoryPressure:
     if total <= 0:
         return "normal"
     available = min(max(available, 0), total)
-    if available < total * CRITICAL_FRACTION or available < CRITICAL_BYTES:
+    if available < total * CRITICAL_FRACTION or available < floor:
         return "critical"
     if available < total * WARN_FRACTION:
         return "warn"

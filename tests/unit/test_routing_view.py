@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_router_core import T0, Clock, hb, make_settings
 
 from herd.models import Outcome
 from herd.routing import RouterCore
 from herd.routing_view import Begin, LocalRouter, weights_from
-from tests.unit.test_router_core import T0, Clock, hb, make_settings
 
 
 @pytest.fixture
