@@ -6,19 +6,21 @@ done here with direct calls on the real classes:
 * one :class:`herd.node_agent.NodeAgent` per emulated device (over the real
   :class:`herd.backends.ollama.OllamaBackend`) pushes a heartbeat to the real
   :class:`herd.routing.RouterCore` every ``heartbeat_interval``, like the NodeActor's
-  loop; memory figures come from the emulated device (its budget minus the models it
-  has loaded), not from the machine running the bench;
+  loop; each agent has its device's memory budget (``FLEET_NODE_MEMORY_BYTES``) and
+  ``OLLAMA_NUM_PARALLEL``, so it reports the emulated device, not the bench machine;
 * the router's upkeep round (zombie reaper, rebalancer, pre-warm) runs every heartbeat
   interval as in the RouterActor, and its moves and warms are carried out on the
   NodeAgents;
-* every request is converted by the real ingress code (``ollama_chat_request``), takes
-  a decision from ``RouterCore.acquire`` (holding queue included), streams from the
-  chosen node's ``NodeAgent.stream`` and, like ``Dispatcher.stream``, goes to another
-  node when it fails before its first chunk (exclude set, up to ``max_retries``; a
-  request handed back by the rebalancer moves without counting a retry); every attempt
-  ends with ``RouterCore.release(Outcome)`` carrying TTFT, latency and the final chunk's
-  metrics (token counts, load / prompt / generation durations) that feed the router's
-  PerfBook.
+* every request is converted by the real ingress code (``ollama_chat_request``), is
+  planned and settled around its decision like in the dispatcher (``plan_route`` /
+  ``settle``: the request's features for the policies, VRAM fallback, context
+  protection), takes the decision from ``RouterCore.acquire`` (holding queue
+  included), streams from the chosen node's ``NodeAgent.stream`` and, like
+  ``Dispatcher.stream``, goes to another node when it fails before its first chunk
+  (exclude set, up to ``max_retries``; a request handed back by the rebalancer moves
+  without counting a retry); every attempt ends with ``RouterCore.release(Outcome)``
+  carrying TTFT, latency and the final chunk's metrics (token counts, load / prompt /
+  generation durations) that feed the router's PerfBook.
 
 The only difference from the Ray path: decisions come from ``RouterCore.acquire``
 directly (the ingress's mirrored view runs the same ``decide()`` over the same state).
@@ -28,8 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import inspect
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -40,12 +40,12 @@ from herd.backends.ollama import OllamaBackend
 from herd.convert.ollama_request import ollama_chat_request
 from herd.errors import BackendError, HerdError, ModelNotFound, NodeUnavailable, Rebalanced
 from herd.maintenance import Warm
-from herd.models import Decision, InferenceRequest, NodeHeartbeat, Outcome
+from herd.models import Decision, InferenceRequest, Outcome
 from herd.node_agent import NodeAgent
+from herd.request_prep import plan_route, settle
 from herd.routing import RouterCore
 from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
-from herd.sysmetrics import classify_memory_pressure
 from herd.wire.ollama import ChatRequest
 
 _MARGIN_S = 5.0  # as actors/dispatch.py: added to the node's first-chunk timeout
@@ -67,7 +67,6 @@ class SimNode:
 
     name: str
     url: str
-    memory_bytes: int
     agent: NodeAgent
     alive: bool = True
 
@@ -88,19 +87,6 @@ class RequestResult:
     error: str | None = None
 
 
-def device_heartbeat(hb: NodeHeartbeat, memory_bytes: int) -> NodeHeartbeat:
-    """The heartbeat with the emulated device's memory instead of the bench machine's."""
-    used = sum(m.size for m in hb.loaded)
-    available = max(0, memory_bytes - used)
-    return dataclasses.replace(
-        hb,
-        cpu_percent=0.0,
-        memory_total=memory_bytes,
-        memory_available=available,
-        memory_pressure=classify_memory_pressure(memory_bytes, available),
-    )
-
-
 def chat_request(index: int, model: str, prompt: str, num_predict: int) -> InferenceRequest:
     """An ``/api/chat`` request as herd's Ollama ingress converts it."""
     body = ChatRequest.model_validate(
@@ -112,20 +98,6 @@ def chat_request(index: int, model: str, prompt: str, num_predict: int) -> Infer
         }
     )
     return ollama_chat_request(body, request_id=f"req-{index}", received_at=time.time())
-
-
-def acquire_extras(core: RouterCore, req: InferenceRequest) -> dict[str, Any]:
-    """What ``RouterCore.acquire`` accepts about the request beyond its id and models."""
-    params = inspect.signature(core.acquire).parameters
-    if "query" in params:
-        from herd.scoring.query import RouteQuery
-
-        return {"query": RouteQuery.from_request(req)}
-    if "request" in params:
-        return {"request": req}
-    if "estimated_tokens" in params:
-        return {"estimated_tokens": req.estimated_tokens}
-    return {}
 
 
 class FleetDriver:
@@ -143,7 +115,7 @@ class FleetDriver:
     async def push_heartbeat(self, node: SimNode) -> None:
         hb = await node.agent.heartbeat()
         if node.alive:  # a beat that was in flight when the node died is lost with it
-            self.core.heartbeat(device_heartbeat(hb, node.memory_bytes))
+            self.core.heartbeat(hb)
 
     async def start(self) -> None:
         """First heartbeat of every node (so the router knows the fleet), then the loops."""
@@ -215,25 +187,34 @@ class FleetDriver:
         )
         self.core.release(outcome)
 
+    async def _decide(
+        self, req: InferenceRequest, exclude: set[str], attempt: int
+    ) -> tuple[Decision, InferenceRequest]:
+        """As ``Dispatcher._decide``: plan (features, VRAM fallback), decide, settle
+        (context protection); returns the decision and the request the node gets."""
+        snapshot = self.core.snapshot(time.time())
+        plan = plan_route(req, snapshot, self.core.toggles, frozenset(exclude))
+        decision = await self.core.acquire(
+            req.request_id, plan.models, frozenset(exclude), attempt, query=plan.query
+        )
+        settled = settle(req, decision, snapshot, self.settings.context_protection)
+        return settled.decision, settled.req
+
     async def serve(self, req: InferenceRequest, index: int) -> RequestResult:
         arrival = time.perf_counter()
         result = RequestResult(index, req.model, ok=False, arrival=arrival)
         exclude: set[str] = set()
         attempt = moves = 0
-        models = (req.model, *req.fallback_models)
-        extras = acquire_extras(self.core, req)
         while True:
             try:
-                decision = await self.core.acquire(
-                    req.request_id, models, frozenset(exclude), attempt, **extras
-                )
+                decision, node_req = await self._decide(req, exclude, attempt)
             except HerdError as exc:  # 404 / 503 after the holding queue
                 result.error = exc.message
                 return result
             result.node, result.served_model = decision.node_id, decision.model
             result.retries, result.moves = attempt, moves
             t0 = time.perf_counter()
-            stream = self.nodes[decision.node_id].agent.stream(req, decision.model)
+            stream = self.nodes[decision.node_id].agent.stream(node_req, decision.model)
             try:
                 async with asyncio.timeout(self.settings.first_chunk_timeout + _MARGIN_S):
                     first = await anext(stream)

@@ -24,6 +24,7 @@ from _simfleet_workloads import Workload
 
 from herd.routing import RouterCore
 from herd.settings import Settings, load_settings
+from herd.sim import SimProfile
 
 POLICIES = ("round_robin", "least_busy", "score", "expected_latency")
 DEFAULT_POLICY = "score"  # what the router does when it has no routing_policy setting
@@ -71,6 +72,18 @@ def router_settings(policy: str, time_scale: float, **extra: Any) -> Settings:
         return load_settings(**over)
     except Exception as exc:  # ConfigError: the setting exists but not this value
         raise PolicyUnavailable(str(exc)) from None
+
+
+def node_settings(settings: Settings, profile: SimProfile) -> Settings:
+    """The settings of the node that runs ``profile``'s device (its slots and memory)."""
+    node = settings.node.model_copy(
+        update={
+            "name": profile.name,
+            "num_parallel": profile.num_parallel,
+            "memory_bytes": profile.memory_bytes,
+        }
+    )
+    return settings.model_copy(update={"node": node})
 
 
 def scaled_router(settings: Settings, time_scale: float) -> RouterCore:
@@ -209,15 +222,8 @@ async def run_once(
         try:
             await host.start(profiles)
             for p in profiles:
-                node_settings = settings.model_copy(
-                    update={
-                        "node": settings.node.model_copy(
-                            update={"name": p.name, "num_parallel": p.num_parallel}
-                        )
-                    }
-                )
-                agent = make_agent(node_settings, p.name, host.urls[p.name])
-                nodes.append(SimNode(p.name, host.urls[p.name], p.memory_bytes, agent))
+                agent = make_agent(node_settings(settings, p), p.name, host.urls[p.name])
+                nodes.append(SimNode(p.name, host.urls[p.name], agent))
                 await agent.start()
             before = await _counters(session, host.urls)
             driver = FleetDriver(settings, nodes, scaled_router(settings, time_scale))

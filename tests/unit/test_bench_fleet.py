@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     monkeypatch.syspath_prepend(str(BENCH))
-    names = ("fleet", "_simfleet_workloads", "_simfleet_driver", "_simfleet_run")
+    names = ("fleet", "_simfleet_workloads", "_simfleet_profiles", "_simfleet_run")
     return {name: importlib.import_module(name) for name in names}
 
 
@@ -76,15 +76,14 @@ def test_workloads_are_reproducible(bench: dict[str, ModuleType]) -> None:
     assert death.death_node and 0 < (death.death_at_s or 0) < death.span_s
 
 
-def test_heartbeat_reports_the_emulated_device_memory(bench: dict[str, ModuleType]) -> None:
-    from herd.models import LoadedModel, NodeHeartbeat
-
-    gib = 1024**3
-    hb = NodeHeartbeat(
-        "n1", "host", memory_total=999 * gib, loaded=(LoadedModel("m:1b", size=10 * gib),)
-    )
-    out = bench["_simfleet_driver"].device_heartbeat(hb, 12 * gib)
-    assert (out.memory_total, out.memory_available) == (12 * gib, 2 * gib)
-    assert out.memory_pressure == "normal"
-    full = bench["_simfleet_driver"].device_heartbeat(hb, 10 * gib + gib // 2)
-    assert full.memory_pressure == "critical"
+def test_each_node_gets_its_device_slots_and_memory(bench: dict[str, ModuleType]) -> None:
+    run = bench["_simfleet_run"]
+    settings = run.router_settings("score", 20.0)
+    assert settings.heartbeat_interval == pytest.approx(5.0 / 20)
+    for profile in bench["_simfleet_profiles"].fleet_profiles(20.0):
+        node = run.node_settings(settings, profile).node
+        assert (node.name, node.num_parallel, node.memory_bytes) == (
+            profile.name,
+            profile.num_parallel,
+            profile.memory_bytes,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from test_scoring import GIB, NOW, W, node, perf_of, snap
 
 from herd.models import (
     EMPTY_PERF,
@@ -27,7 +28,6 @@ from herd.scoring.eliminate import (
     paused_by_capacity_learning,
 )
 from herd.scoring.fleet_context import build_context
-from tests.unit.test_scoring import GIB, NOW, W, node, perf_of, snap
 
 
 def check(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 import pytest
+from test_scoring import GIB, NOW, W, node, perf_of, snap
 
 from herd.errors import ConfigError
 from herd.models import (
@@ -23,7 +24,6 @@ from herd.scoring.estimate import estimate
 from herd.scoring.fleet_context import build_context
 from herd.scoring.policies import expected_latency, least_busy, round_robin
 from herd.settings import Settings, load_settings
-from tests.unit.test_scoring import GIB, NOW, W, node, perf_of, snap
 
 M4 = (ModelOnDisk("m:4b", size=4 * GIB),)
 HOT = (LoadedModel("m:4b", size=4 * GIB),)

@@ -13,6 +13,8 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_scoring import GIB, NOW, W, node
+from test_scoring_signals import RANGES
 
 from herd.models import (
     FleetModelPerf,
@@ -28,8 +30,6 @@ from herd.models import (
 from herd.scoring import POLICIES, POLICY_NAMES, Ranking, RouteQuery
 from herd.scoring.eliminate import DEFAULT_ELIMINATORS, eliminate
 from herd.scoring.fleet_context import build_context
-from tests.unit.test_scoring import GIB, NOW, W, node
-from tests.unit.test_scoring_signals import RANGES
 
 MODEL_POOL = ("tiny:1b", "TINY:1B", "embedder", "embedder:latest", "coder:1b", "big:70b")
 SIZES = {"tiny:1b": GIB, "embedder:latest": GIB // 4, "coder:1b": 2 * GIB, "big:70b": 40 * GIB}

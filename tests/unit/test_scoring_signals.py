@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from test_scoring import GIB, NOW, W, node, perf_of, snap
 
 from herd.models import (
     EMPTY_PERF,
@@ -26,7 +27,6 @@ from herd.scoring.signals import (
     role_affinity,
     thermal,
 )
-from tests.unit.test_scoring import GIB, NOW, W, node, perf_of, snap
 
 
 def points(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_scoring import GIB, node, snap
 
 from herd.models import LoadedModel, ModelOnDisk
 from herd.scoring.categories import model_category, parameter_count, size_distance
 from herd.scoring.vram_fallback import requested_in_body, vram_fallback
-from tests.unit.test_scoring import GIB, node, snap
 
 
 @pytest.mark.parametrize(
