@@ -59,6 +59,16 @@ def unsupported(model: str, kind: str) -> BadRequest:
 class NodeMedia:
     def __init__(self, engines: MediaEngines | None = None) -> None:
         self.engines = engines or MediaEngines()
+        # Engines list their models once, at detection: index them for the request path.
+        self._index: dict[str, tuple[str, MediaEngine]] = {}
+        for category, group in (
+            ("embedding", self.engines.embedding),
+            ("image", self.engines.image),
+            ("asr", self.engines.asr),
+        ):
+            for engine in group:
+                for m in engine.models():
+                    self._index.setdefault(canonical_model(m.name), (category, engine))
 
     # --- what this node offers ----------------------------------------------------------
     def models(self) -> tuple[ModelOnDisk, ...]:
@@ -76,23 +86,17 @@ class NodeMedia:
 
     def engine_for(self, model: str) -> tuple[str, MediaEngine] | None:
         """(category, engine) of the engine serving ``model`` here, if any."""
-        embed = self.engines.embedding_for(model)
-        if embed is not None:
-            return "embedding", embed
-        image = self.engines.image_for(model)
-        if image is not None:
-            return "image", image
-        asr = self.engines.asr_for(model)
-        if asr is not None:
-            return "asr", asr
-        return None
+        if not self._index:
+            return None
+        return self._index.get(canonical_model(model))
 
     def handles(self, kind: RequestKind, model: str) -> bool:
         """Does this request run here rather than on the LLM backend?"""
         if kind in MEDIA_KINDS:
             return True
         if kind in EMBED_KINDS:
-            return self.engines.embedding_for(model) is not None
+            found = self.engine_for(model)
+            return found is not None and found[0] == "embedding"
         return False
 
     def refuse_mismatch(self, kind: RequestKind, model: str) -> None:

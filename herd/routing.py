@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections import deque
@@ -23,7 +24,7 @@ from herd.errors import ModelNotFound, NoCapacity
 from herd.fleet import FleetState
 from herd.maintenance import Move, Warm, find_zombies, plan_prewarm, plan_rebalance, queued_by_model
 from herd.models import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
-from herd.routing_view import Begin, Event, MirrorData, Note, decide, weights_from
+from herd.routing_view import Begin, Event, MirrorData, Note, decide, weights_from, with_turn
 from herd.scoring import RouteQuery
 from herd.scoring.perf import PerfBook
 from herd.settings import Settings
@@ -53,6 +54,7 @@ class RouterCore:
         self.settings = settings
         self.clock = clock
         self.fleet = FleetState(settings.heartbeat_timeout, settings.heartbeat_offline)
+        self._turns = itertools.count()  # round-robin's turn counter
         self.perf = PerfBook()  # learned per node and model from outcomes and heartbeats
         # Runtime toggles (dashboard Settings view); ingress views get them with the fleet.
         self.toggles: dict[str, bool] = {
@@ -181,6 +183,7 @@ class RouterCore:
     ) -> Decision | None:
         """Best node for the first model (then each fallback) that some node can serve."""
         now = self.clock()
+        query = with_turn(query, self._turns)
         decision = decide(
             self.snapshot(now), request_id, models, now, self.weights, exclude, attempt, query=query
         )

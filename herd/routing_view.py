@@ -13,9 +13,10 @@ Plain Python, no I/O, no Ray: the actor layer does the calls and the timing.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from herd.fleet import MirrorNode, node_status
@@ -52,6 +53,13 @@ def weights_from(settings: Settings) -> ScoringWeights:
         availability=settings.score_availability,
         context_fit=settings.score_context_fit,
     )
+
+
+def with_turn(query: RouteQuery | None, turns: Iterator[int]) -> RouteQuery | None:
+    """The query with the next round-robin turn (``seq``) when it carries none."""
+    if query is None or query.seq is not None:
+        return query
+    return replace(query, seq=next(turns))
 
 
 def decide(
@@ -166,6 +174,7 @@ class LocalRouter:
         self._nodes: tuple[MirrorNode, ...] = ()
         self._data_urls: dict[str, str] = {}
         self.perf: PerfStats = EMPTY_PERF
+        self._turns = itertools.count()  # round-robin's turn counter
         self.toggles: dict[str, bool] = {}
         self._received_at = 0.0
         self._confirmed_at = float("-inf")
@@ -253,6 +262,7 @@ class LocalRouter:
         """Decide locally and book the attempt; ``None`` means ask the router."""
         if not self.fresh(now):
             return None
+        query = with_turn(query, self._turns)
         decision = decide(
             self.snapshot(now), request_id, models, now, self.weights, exclude, attempt, query=query
         )

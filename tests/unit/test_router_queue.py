@@ -99,3 +99,16 @@ async def test_upkeep_plans_moves_and_warms(clock: Clock) -> None:
     assert plan.warms == ()  # cooldown
     core.moved(plan.moves[0], 2)
     assert core.counters["moved"] == 2
+
+
+async def test_round_robin_takes_turns(clock: Clock) -> None:
+    from herd.scoring import RouteQuery
+
+    core = RouterCore(make_settings(routing_policy="round_robin"), clock=clock)
+    for name in ("a", "b", "c"):
+        core.heartbeat(hb(name, loaded=("tiny:1b",), num_parallel=8))
+    picks = []
+    for i in range(6):
+        query = RouteQuery("tiny:1b", request_id=f"r{i}")
+        picks.append((await core.acquire(f"r{i}", ["tiny:1b"], query=query)).node_id)
+    assert sorted(picks[:3]) == ["a", "b", "c"] and picks[3:] == picks[:3]
