@@ -19,6 +19,8 @@ from herd.errors import FleetUnavailable
 from herd.localray import port_open
 from herd.settings import Settings
 
+# The gemma box also runs the real media engines (loaded on first use).
+MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers"
 DEMO_FLEET = (
     ("gemma-box", "llamacpp", ""),
     ("mac-studio", "sim", "mac-studio"),
@@ -71,10 +73,19 @@ DEMO_REQUESTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         },
     ),
     ("ollama", "/api/embed", {"model": "nomic-embed-text", "input": ["herd", "of llamas"]}),
+    ("openai", "/v1/embeddings", {"model": "all-minilm:l6-v2", "input": ["a herd of llamas"]}),
+    (
+        "ollama",
+        "/api/generate-image",
+        {"model": "tiny-sd:random", "prompt": "a llama at sunset", "width": 64, "height": 64},
+    ),
 )
 
 
 def _summary(path: str, body: dict[str, Any]) -> tuple[str, str]:
+    if path == "/v1/embeddings":
+        vector = body["data"][0]["embedding"]
+        return f"1 x {len(vector)} dims (sentence-transformers)", "-"
     if path == "/api/embed":
         vectors = body.get("embeddings") or []
         return f"{len(vectors)} x {len(vectors[0]) if vectors else 0} dims", "-"
@@ -101,7 +112,9 @@ def send_demo_requests(endpoint: str) -> list[dict[str, Any]]:
                 "node": resp.headers.get("x-herd-node", "-"),
                 "seconds": round(elapsed, 2),
             }
-            if resp.status_code == 200:
+            if resp.status_code == 200 and resp.headers.get("content-type") == "image/png":
+                row.update(tokens="-", reply=f"{len(resp.content)} bytes of PNG (diffusers)")
+            elif resp.status_code == 200:
                 text, tokens = _summary(path, resp.json())
                 row.update(tokens=tokens, reply=" ".join(text.split())[:60])
             else:
@@ -135,7 +148,7 @@ def run_demo(
     if port_open(settings.port):
         raise FleetUnavailable(f"port {settings.port} is already in use (try --port)")
     specs = tuple(
-        NodeSpec(name, backend, profile)
+        NodeSpec(name, backend, profile, engines=MEDIA_ENGINES if backend == "llamacpp" else "off")
         for name, backend, profile in DEMO_FLEET
         if llamacpp or backend != "llamacpp"
     )
@@ -150,6 +163,7 @@ def run_demo(
             f"\nfleet status: {endpoint}/fleet/status"
             f"  (or `herd status --address {fleet.cluster.address}`)"
         )
+        _say(f"dashboard: {endpoint}/dashboard/  (traces, trends, health, settings)")
         _say(f"try: curl {endpoint}/api/chat -d '{json.dumps(_CURL)}'")
         if keep_running:
             _say("\nthe endpoint stays up; press Ctrl-C to stop.")
