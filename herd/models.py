@@ -239,3 +239,4 @@ class Outcome:
     load_s: float | None = None  # load_duration
     prompt_eval_s: float | None = None  # prompt_eval_duration
     eval_s: float | None = None  # eval_duration
+    moved: bool = False  # handed back before any output (rebalancer, drain): not a failure

@@ -307,6 +307,8 @@ class RouterCore:
     def _release(self, outcome: Outcome) -> None:
         entry = self.fleet.end(outcome.request_id)
         self.perf.observe_outcome(outcome)
+        if outcome.moved:
+            return  # the request goes on elsewhere: neither served nor failed here
         self.counters["ok" if outcome.ok else "failed"] += 1
         self.recent.append(
             {

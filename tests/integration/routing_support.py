@@ -58,7 +58,9 @@ def ollama_chat_stream(endpoint: str, model: str, **extra: Any) -> Answer:
     return answer
 
 
-def in_threads(pool: ThreadPoolExecutor, n: int, call: Callable[[], Answer]) -> list[Future[Answer]]:
+def in_threads(
+    pool: ThreadPoolExecutor, n: int, call: Callable[[], Answer]
+) -> list[Future[Answer]]:
     return [pool.submit(call) for _ in range(n)]
 
 

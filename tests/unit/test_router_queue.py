@@ -112,3 +112,13 @@ async def test_round_robin_takes_turns(clock: Clock) -> None:
         query = RouteQuery("tiny:1b", request_id=f"r{i}")
         picks.append((await core.acquire(f"r{i}", ["tiny:1b"], query=query)).node_id)
     assert sorted(picks[:3]) == ["a", "b", "c"] and picks[3:] == picks[:3]
+
+
+async def test_a_moved_attempt_is_neither_served_nor_failed(core: RouterCore) -> None:
+    from herd.models import Outcome
+
+    core.heartbeat(hb("a", loaded=("tiny:1b",)))
+    await core.acquire("r1", ["tiny:1b"])
+    core.release(Outcome("r1", "a", "tiny:1b", ok=False, error="moved off a", moved=True))
+    assert core.counters["failed"] == 0 and core.counters["ok"] == 0
+    assert core.fleet.in_flight() == []  # its slot is free for the next one
