@@ -16,13 +16,7 @@ from typing import Any
 from actors.dispatch import Dispatcher
 from actors.errors import unwrap
 from herd import model_ops
-from herd.errors import (
-    BackendError,
-    FleetUnavailable,
-    HerdError,
-    ModelNotFound,
-    NodeUnavailable,
-)
+from herd.errors import BackendError, HerdError, ModelNotFound, NodeUnavailable
 
 Line = dict[str, Any]
 
@@ -41,17 +35,8 @@ class ModelOps:
         self.dispatcher = dispatcher
         self.settings = dispatcher.settings
 
-    async def _router_read(self, method: str) -> Any:
-        try:
-            async with asyncio.timeout(self.settings.actor_call_timeout):
-                return await getattr(self.dispatcher.router(), method).remote()
-        except HerdError:
-            raise
-        except Exception as exc:
-            raise FleetUnavailable(f"router unavailable: {unwrap(exc).message}") from None
-
     async def catalog(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._router_read("catalog")
+        result: list[dict[str, Any]] = await self.dispatcher.call_router("catalog")
         return result
 
     async def nodes(self) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import ray
 from actors import NAMESPACE, ROUTER_NAME
 from actors.errors import unwrap
 from actors.trace_shipper import TraceShipper
-from herd.errors import FleetUnavailable, HerdError
+from herd.errors import BadRequest, FleetUnavailable, HerdError
 from herd.routing_view import REPORT_BATCH, LocalRouter, weights_from
 from herd.settings import Settings
 
@@ -114,6 +114,21 @@ class RouterLink:
                     "the herd router is not running (run `herd deploy`)"
                 ) from None
         return self._router
+
+    async def call_router(self, method: str, *args: Any) -> Any:
+        """``router.<method>.remote(*args)`` within FLEET_ACTOR_CALL_TIMEOUT. herd errors
+        pass through (so does a BadRequest the router raised: the arguments were bad);
+        anything else -> FleetUnavailable."""
+        try:
+            async with asyncio.timeout(self.settings.actor_call_timeout):
+                return await getattr(self.router(), method).remote(*args)
+        except HerdError:
+            raise
+        except Exception as exc:
+            err = unwrap(exc)
+            if isinstance(err, BadRequest):
+                raise err from None
+            raise FleetUnavailable(f"router unavailable: {err.message}") from None
 
     def _kicked(self) -> None:
         if self._kick is not None and self.view.pending >= REPORT_BATCH:

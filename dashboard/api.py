@@ -124,17 +124,25 @@ async def _ndjson(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]
         yield (json.dumps(event, default=str) + "\n").encode()
 
 
+def _add_window_route(
+    router: APIRouter, path: str, answer: Callable[[float], Any], key: str | None = None
+) -> None:
+    """``GET path?hours=24``: ``{"hours": ...}`` plus ``answer(hours)``, merged in when
+    ``key`` is None, else under ``key``."""
+
+    def endpoint(hours: Hours = 24) -> dict[str, Any]:
+        found = answer(hours)
+        return {"hours": hours, **found} if key is None else {"hours": hours, key: found}
+
+    router.add_api_route(path, endpoint, methods=["GET"], name=path.rsplit("/", 1)[-1])
+
+
 def build_dashboard_router(service: DashboardService) -> APIRouter:
     router = APIRouter(route_class=_GuardedRoute)
     api = "/dashboard/api"
 
-    @router.get(f"{api}/overview")
-    def overview(hours: Hours = 24) -> dict[str, Any]:
-        return {"hours": hours, **service.overview(hours)}
-
-    @router.get(f"{api}/trends")
-    def trends(hours: Hours = 24) -> dict[str, Any]:
-        return {"hours": hours, "trends": service.trends(hours)}
+    _add_window_route(router, f"{api}/overview", service.overview)
+    _add_window_route(router, f"{api}/trends", service.trends, "trends")
 
     @router.get(f"{api}/models")
     def models(
@@ -146,13 +154,8 @@ def build_dashboard_router(service: DashboardService) -> APIRouter:
             return {"model": model, "days": days, "daily": service.model_daily(model, days)}
         return {"hours": hours, "models": service.models(hours)}
 
-    @router.get(f"{api}/usage")
-    def usage(hours: Hours = 24) -> dict[str, Any]:
-        return {"hours": hours, **service.usage(hours)}
-
-    @router.get(f"{api}/apps")
-    def apps(hours: Hours = 24) -> dict[str, Any]:
-        return {"hours": hours, "apps": service.apps(hours)}
+    _add_window_route(router, f"{api}/usage", service.usage)
+    _add_window_route(router, f"{api}/apps", service.apps, "apps")
 
     @router.get(f"{api}/apps/daily")
     def apps_daily(days: Days = 7) -> dict[str, Any]:

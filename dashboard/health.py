@@ -68,6 +68,26 @@ def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
 
 
+def _count(data: Mapping[str, Any], key: str) -> int:
+    return int(data.get(key) or 0)
+
+
+def _flagged_nodes(
+    id: str,
+    nodes: list[str],
+    ok: tuple[str, str],
+    severity: str,
+    title: str,
+    explanation: str,
+    action: str,
+) -> dict[str, Any]:
+    """A check about the ``nodes`` listed (passing when none is): ``ok`` is the passing
+    check's title and explanation; ``{n}`` in ``title`` is the number of nodes."""
+    if not nodes:
+        return _ok(id, *ok)
+    return _check(id, severity, title.format(n=len(nodes)), explanation, action, nodes=nodes)
+
+
 # --- fleet state ------------------------------------------------------------------------------
 def check_nodes_present(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresholds) -> dict:
     if _nodes(status):
@@ -82,42 +102,35 @@ def check_nodes_present(status: Mapping[str, Any], _t: Mapping[str, Any], _th: T
 def check_offline(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresholds) -> dict:
     nodes = _nodes(status)
     offline = [n["node_id"] for n in nodes if n.get("status") == "offline"]
-    if not offline:
-        return _ok("offline_nodes", "All nodes online", "Every node sent a recent heartbeat.")
-    severity = "critical" if len(offline) == len(nodes) else "warning"
-    return _check(
-        "offline_nodes", severity, f"{len(offline)} node(s) offline",
+    return _flagged_nodes(
+        "offline_nodes", offline, ("All nodes online", "Every node sent a recent heartbeat."),
+        "critical" if len(offline) == len(nodes) else "warning", "{n} node(s) offline",
         "These nodes stopped sending heartbeats; the router sends them nothing, so the "
         "fleet has less capacity and fewer models.",
         "Check that the device is awake and on the network, that its Ray node is alive "
         "(`ray status`) and restart `herd deploy` there.",
-        nodes=offline,
     )  # fmt: skip
 
 
 def check_degraded(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresholds) -> dict:
     degraded = [n["node_id"] for n in _nodes(status) if n.get("status") == "degraded"]
-    if not degraded:
-        return _ok("degraded_nodes", "Heartbeats on time", "No node is late with heartbeats.")
-    return _check(
-        "degraded_nodes", "warning", f"{len(degraded)} node(s) late with heartbeats",
+    return _flagged_nodes(
+        "degraded_nodes", degraded, ("Heartbeats on time", "No node is late with heartbeats."),
+        "warning", "{n} node(s) late with heartbeats",
         "Heartbeats from these nodes are overdue (FLEET_HEARTBEAT_TIMEOUT); the router "
         "avoids them and marks them offline after FLEET_HEARTBEAT_OFFLINE.",
         "Look for a saturated CPU, a sleeping laptop or a flaky network on those devices.",
-        nodes=degraded,
     )  # fmt: skip
 
 
 def check_backends(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresholds) -> dict:
     down = [n["node_id"] for n in _online(status) if n.get("backend_ok") is False]
-    if not down:
-        return _ok("backend_down", "Backends answering", "Every online node's backend answers.")
-    return _check(
-        "backend_down", "critical", f"Backend not answering on {len(down)} node(s)",
+    return _flagged_nodes(
+        "backend_down", down, ("Backends answering", "Every online node's backend answers."),
+        "critical", "Backend not answering on {n} node(s)",
         "The node agent is alive but its local Ollama (or llama.cpp) does not answer, so "
         "the node cannot serve.",
         "Start or restart Ollama on those devices (`ollama serve`); check FLEET_NODE_OLLAMA_HOST.",
-        nodes=down,
     )  # fmt: skip
 
 
@@ -150,28 +163,28 @@ def check_versions(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresh
     herd_set = sorted({v for v in herd.values() if v != "?"})
     backend_set = sorted({v for v in backend.values() if v != "?"})
     if len(herd_set) > 1:
-        return _check(
-            "version_mismatch", "warning", "herd versions differ across nodes",
+        finding = (
+            "warning", "herd versions differ across nodes",
             "Nodes run different herd versions; heartbeats or the wire format may disagree.",
             "Update every device to the same herd version and re-run `herd deploy`.",
-            herd_versions=herd, backend_versions=backend,
         )  # fmt: skip
-    if len(backend_set) > 1:
-        return _check(
-            "version_mismatch", "info", "Ollama versions differ across nodes",
+    elif len(backend_set) > 1:
+        finding = (
+            "info", "Ollama versions differ across nodes",
             "Different Ollama versions can differ in model support and API behaviour.",
             "Upgrade Ollama on the older devices.",
-            herd_versions=herd, backend_versions=backend,
         )  # fmt: skip
-    return _ok("version_mismatch", "Versions consistent", "All nodes run the same versions.")
+    else:
+        return _ok("version_mismatch", "Versions consistent", "All nodes run the same versions.")
+    return _check("version_mismatch", *finding, herd_versions=herd, backend_versions=backend)
 
 
 def check_queue(status: Mapping[str, Any], traffic: Mapping[str, Any], _th: Thresholds) -> dict:
     queue = status.get("queue") or {}
-    waiting = int(queue.get("waiting") or 0)
+    waiting = _count(queue, "waiting")
     capacity = sum(int(n.get("num_parallel") or 1) for n in _online(status))
     in_flight = sum(int(n.get("in_flight") or 0) for n in _online(status))
-    rejected = int(traffic.get("rejected_503") or 0)
+    rejected = _count(traffic, "rejected_503")
     if rejected:
         severity = "critical"
     elif waiting or (capacity and in_flight >= capacity):
@@ -211,8 +224,7 @@ def check_thrashing(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Thres
 
 
 def check_timeouts(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Thresholds) -> dict:
-    timeouts = int(traffic.get("timeouts") or 0)
-    requests = int(traffic.get("requests") or 0)
+    timeouts, requests = _count(traffic, "timeouts"), _count(traffic, "requests")
     if not timeouts:
         return _ok("timeouts", "No timeouts", "No request timed out recently.")
     rate = timeouts / requests if requests else 1.0
@@ -228,8 +240,7 @@ def check_timeouts(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Thresh
 
 
 def check_errors(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Thresholds) -> dict:
-    requests = int(traffic.get("requests") or 0)
-    errors = int(traffic.get("errors") or 0)
+    requests, errors = _count(traffic, "requests"), _count(traffic, "errors")
     nodes = traffic.get("nodes") or {}
     bad_nodes = {
         n: round(v["errors"] / v["requests"], 4)
@@ -255,8 +266,7 @@ def check_errors(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Threshol
 
 
 def check_retries(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Thresholds) -> dict:
-    requests = int(traffic.get("requests") or 0)
-    retries = int(traffic.get("retries") or 0)
+    requests, retries = _count(traffic, "requests"), _count(traffic, "retries")
     rate = retries / requests if requests else 0.0
     if requests < th.min_requests or rate < th.retry_rate_warn:
         return _ok("retries", "Few retries", f"{retries} retried attempt(s) recently.")
@@ -269,8 +279,7 @@ def check_retries(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Thresho
 
 
 def check_disconnects(_s: Mapping[str, Any], traffic: Mapping[str, Any], th: Thresholds) -> dict:
-    requests = int(traffic.get("requests") or 0)
-    gone = int(traffic.get("disconnected") or 0)
+    requests, gone = _count(traffic, "requests"), _count(traffic, "disconnected")
     if requests < th.min_requests or gone / requests < th.disconnect_rate_info:
         return _ok("client_disconnects", "Clients wait for answers", f"{gone} disconnect(s).")
     return _check(
@@ -288,7 +297,7 @@ def _events(status: Mapping[str, Any], match: Callable[[str], bool]) -> list[Map
 
 def check_zombies(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresholds) -> dict:
     events = _events(status, lambda k: k == "zombie_reaped")
-    total = int((status.get("counters") or {}).get("reaped") or 0)
+    total = _count(status.get("counters") or {}, "reaped")
     if not events and not total:
         return _ok("zombie_reaper", "No stuck requests", "The zombie reaper found nothing.")
     nodes = sorted({str(e.get("node_id")) for e in events})

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herd.backends.base import Backend
-from herd.backends.media import MediaEngine, MediaEngines
+from herd.backends.media import ImageResult, MediaEngine, MediaEngines
 from herd.convert.ollama_show import show_body
 from herd.errors import BadRequest
 from herd.models import LoadedModel, ModelOnDisk, RequestKind, canonical_model
@@ -164,52 +164,32 @@ class NodeMedia:
     ) -> dict[str, Any]:
         width, height = int(body["width"]), int(body["height"])
         steps, seed = body.get("steps"), body.get("seed")
-        negative = body.get("negative_prompt")
+        params: dict[str, Any] = {
+            "width": width,
+            "height": height,
+            "steps": steps,
+            "seed": seed,
+            "negative_prompt": body.get("negative_prompt"),
+        }
         engine = self.engines.image_for(model)
         if engine is not None:
-            result = await engine.generate(
-                model,
-                str(body["prompt"]),
-                width=width,
-                height=height,
-                steps=steps,
-                seed=seed,
-                negative_prompt=negative,
-            )
-            return {
-                "model": model,
-                "created_at": _now(),
-                "image": result.png,
-                "width": result.width,
-                "height": result.height,
-                "seed": result.seed,
-                "steps": result.steps,
-                "total_duration": _ns(result.total_s),
-                "load_duration": _ns(result.load_s),
-            }
+            result = await engine.generate(model, str(body["prompt"]), **params)
+            return {**_image_body(model, result), "load_duration": _ns(result.load_s)}
         generate_image = getattr(backend, "generate_image", None)
         if generate_image is None or not await _backend_has_image_model(backend, model):
             raise unsupported(model, "image")
         started = time.perf_counter()
-        png = await generate_image(
-            model,
-            str(body["prompt"]),
+        png = await generate_image(model, str(body["prompt"]), **params)
+        made = ImageResult(
+            png=png,
             width=width,
             height=height,
-            steps=steps,
-            seed=seed,
-            negative_prompt=negative,
+            seed=seed if seed is not None else -1,
+            steps=steps or 0,
+            total_s=time.perf_counter() - started,
+            load_s=0.0,
         )
-        return {
-            "model": model,
-            "created_at": _now(),
-            "image": png,
-            "width": width,
-            "height": height,
-            "seed": seed if seed is not None else -1,
-            "steps": steps or 0,
-            "total_duration": _ns(time.perf_counter() - started),
-        }
+        return _image_body(model, made)
 
     async def _transcribe(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
         engine = self.engines.asr_for(model)
@@ -235,6 +215,19 @@ class NodeMedia:
 
     async def close(self) -> None:
         await self.engines.close()
+
+
+def _image_body(model: str, result: ImageResult) -> dict[str, Any]:
+    return {
+        "model": model,
+        "created_at": _now(),
+        "image": result.png,
+        "width": result.width,
+        "height": result.height,
+        "seed": result.seed,
+        "steps": result.steps,
+        "total_duration": _ns(result.total_s),
+    }
 
 
 async def _backend_has_image_model(backend: Backend | None, model: str) -> bool:

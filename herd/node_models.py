@@ -46,35 +46,30 @@ async def show_model(
     raise _not_found(model)
 
 
-def _media_refusal(media: NodeMedia, model: str, what: str) -> BadRequest | None:
+def _backend_op(backend: Backend, media: NodeMedia, node_id: str, model: str, op: str) -> Any:
+    """The backend's ``pull`` or ``delete`` for ``model``; BadRequest when the model is a
+    media engine's (its files come with the engine) or the backend cannot do ``op``."""
     found = media.engine_for(model)
-    if found is None:
-        return None
-    return BadRequest(
-        f"'{model}' is served by {found[1].kind}; its files come with the engine, "
-        f"herd cannot {what} it"
-    )
+    if found is not None:
+        raise BadRequest(
+            f"'{model}' is served by {found[1].kind}; its files come with the engine, "
+            f"herd cannot {op} it"
+        )
+    method = getattr(backend, op, None)
+    if method is None:
+        raise BadRequest(f"node {node_id} runs {backend.kind}, which cannot {op} models")
+    return method
 
 
 async def pull_model(
     backend: Backend, media: NodeMedia, node_id: str, model: str, insecure: bool
 ) -> AsyncIterator[dict[str, Any]]:
     """Progress lines of a pull on this node's Ollama."""
-    refusal = _media_refusal(media, model, "pull")
-    if refusal is not None:
-        raise refusal
-    pull = getattr(backend, "pull", None)
-    if pull is None:
-        raise BadRequest(f"node {node_id} runs {backend.kind}, which cannot pull models")
+    pull = _backend_op(backend, media, node_id, model, "pull")
     async for line in pull(model, insecure):
         yield line
 
 
 async def delete_model(backend: Backend, media: NodeMedia, node_id: str, model: str) -> None:
-    refusal = _media_refusal(media, model, "delete")
-    if refusal is not None:
-        raise refusal
-    delete = getattr(backend, "delete", None)
-    if delete is None:
-        raise BadRequest(f"node {node_id} runs {backend.kind}, which cannot delete models")
+    delete = _backend_op(backend, media, node_id, model, "delete")
     await delete(model)

@@ -7,14 +7,12 @@ Every call is bounded by ``FLEET_ACTOR_CALL_TIMEOUT``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from actors.errors import unwrap
 from actors.model_ops import ModelOps
 from dashboard.fleet import group_settings
-from herd.errors import BadRequest, FleetUnavailable, HerdError
+from herd.errors import HerdError
 from serve_app.service import HerdService
 
 
@@ -22,18 +20,6 @@ class RayFleet:
     def __init__(self, svc: HerdService) -> None:
         self.svc = svc
         self.ops = ModelOps(svc.dispatcher)
-
-    async def _router(self, method: str, *args: Any) -> Any:
-        try:
-            async with asyncio.timeout(self.svc.settings.actor_call_timeout):
-                return await getattr(self.svc.dispatcher.router(), method).remote(*args)
-        except HerdError:
-            raise
-        except Exception as exc:
-            err = unwrap(exc)
-            if isinstance(err, BadRequest):
-                raise err from None
-            raise FleetUnavailable(f"router unavailable: {err.message}") from None
 
     async def status(self) -> dict[str, Any]:
         status: dict[str, Any] = await self.svc.fleet_status()
@@ -43,11 +29,11 @@ class RayFleet:
         return group_settings(self.svc.settings)
 
     async def toggles(self) -> dict[str, bool]:
-        result: dict[str, bool] = await self._router("get_toggles")
+        result: dict[str, bool] = await self.svc.dispatcher.call_router("get_toggles")
         return result
 
     async def set_toggles(self, changes: dict[str, bool]) -> dict[str, bool]:
-        result: dict[str, bool] = await self._router("set_toggles", changes)
+        result: dict[str, bool] = await self.svc.dispatcher.call_router("set_toggles", changes)
         return result
 
     async def pull(self, model: str, node: str | None) -> AsyncIterator[dict[str, Any]]:

@@ -7,7 +7,6 @@ Errors are raised as :mod:`herd.errors` types and mapped by ``serve_app.errors``
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,11 +17,10 @@ from fastapi.responses import Response, StreamingResponse
 
 from actors.dispatch import Dispatcher, Served
 from actors.dispatch_media import MediaDispatch
-from actors.errors import unwrap
 from actors.model_ops import ModelOps
 from herd import convert
 from herd.convert.encode import dumps
-from herd.errors import BadRequest, FleetUnavailable, HerdError, PayloadTooLarge
+from herd.errors import BadRequest, HerdError, PayloadTooLarge
 from herd.models import Decision, InferenceRequest
 from herd.settings import Settings
 
@@ -130,21 +128,11 @@ class HerdService:
         return await self.dispatcher.complete(req)
 
     # --- fleet reads -----------------------------------------------------------------
-    async def _router_call(self, method: str) -> Any:
-        try:
-            async with asyncio.timeout(self.settings.actor_call_timeout):
-                return await getattr(self.dispatcher.router(), method).remote()
-        except HerdError:
-            raise
-        except Exception as exc:
-            raise FleetUnavailable(f"router unavailable: {unwrap(exc).message}") from None
-
     async def catalog(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._router_call("catalog")
-        return result
+        return await self.models.catalog()
 
     async def running(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._router_call("running")
+        result: list[dict[str, Any]] = await self.dispatcher.call_router("running")
         return result
 
     async def fleet_status(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -69,6 +71,31 @@ def chromium(viewport: tuple[int, int] = (1400, 1000)) -> Iterator[Browser]:
             yield Browser(page)
         finally:
             browser.close()
+
+
+def browser_fixtures(after: str, artifacts: str) -> tuple[Any, Any, Any]:
+    """The ``browser``, ``page`` and ``shots`` fixtures of a browser test module (assign
+    them to those names): one Chromium per module, started once fixture ``after`` (the
+    site under test) is up; ``page`` fails a test during which the browser logged an
+    error; ``shots`` are the test's tmp dir and ``.artifacts/dashboard/<artifacts>``."""
+
+    @pytest.fixture(scope="module")
+    def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+        request.getfixturevalue(after)
+        with chromium() as b:
+            yield b
+
+    @pytest.fixture
+    def page(browser: Browser) -> Iterator[Any]:
+        browser.take_errors()
+        yield browser.page
+        assert browser.take_errors() == [], "the browser logged errors"
+
+    @pytest.fixture
+    def shots(tmp_path: Path) -> tuple[Path, Path]:
+        return tmp_path, artifacts_dir(artifacts)
+
+    return browser, page, shots
 
 
 def open_view(page: Any, base: str, slug: str, heading: str, query: str = "") -> None:

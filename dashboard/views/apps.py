@@ -9,43 +9,37 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, html
+from dash import Dash, Output, html
 
 from dashboard.bridge import SyncBridge
 from dashboard.views import View
 from dashboard.views.common import (
+    TRAFFIC_FORMATS,
+    bar_chart,
     empty_figure,
-    fmt_int,
-    fmt_pct,
-    fmt_seconds,
     graph,
     page,
     range_selector,
     styled,
     table,
+    traffic_columns,
+    update_on_range,
 )
 
 UNTAGGED = "(untagged)"
 COLUMNS = (
     ("tag", "App (tag)"),
-    ("requests", "Requests"),
-    ("errors", "Errors"),
-    ("error_rate", "Error rate"),
-    ("avg_latency_s", "Avg latency"),
-    ("p95_latency_s", "p95 latency"),
-    ("prompt_tokens", "Prompt tokens"),
-    ("completion_tokens", "Completion tokens"),
+    *traffic_columns(
+        "requests",
+        "errors",
+        "error_rate",
+        "avg_latency_s",
+        "p95_latency_s",
+        "prompt_tokens",
+        "completion_tokens",
+    ),
     ("models", "Models"),
 )
-FORMATS = {
-    "requests": fmt_int,
-    "errors": fmt_int,
-    "error_rate": fmt_pct,
-    "avg_latency_s": fmt_seconds,
-    "p95_latency_s": fmt_seconds,
-    "prompt_tokens": fmt_int,
-    "completion_tokens": fmt_int,
-}
 
 
 def layout(query: Mapping[str, str]) -> html.Section:
@@ -74,7 +68,7 @@ def update(bridge: SyncBridge, hours: int) -> tuple[Any, ...]:
     days = max(1, min(30, (hours + 23) // 24))
     daily_rows = bridge.call("apps_daily", days=days)
     return (
-        table("apps-row", COLUMNS, rows, key="tag", formats=FORMATS),
+        table("apps-row", COLUMNS, rows, key="tag", formats=TRAFFIC_FORMATS),
         _bar(rows, "requests", "Requests per app", "requests"),
         latency_figure(rows),
         tokens_figure(rows),
@@ -84,38 +78,17 @@ def update(bridge: SyncBridge, hours: int) -> tuple[Any, ...]:
 
 
 def _bar(rows: Sequence[Mapping[str, Any]], field: str, title: str, unit: str) -> go.Figure:
-    if not rows:
-        return empty_figure()
-    fig = go.Figure(go.Bar(x=[r["tag"] for r in rows], y=[r[field] for r in rows], name=field))
-    return styled(fig, title, y_title=unit)
+    return bar_chart(rows, "tag", [(field, field)], title, y_title=unit)
 
 
 def latency_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    if not rows:
-        return empty_figure()
-    tags = [r["tag"] for r in rows]
-    fig = go.Figure(
-        [
-            go.Bar(name="avg", x=tags, y=[r["avg_latency_s"] for r in rows]),
-            go.Bar(name="p95", x=tags, y=[r["p95_latency_s"] for r in rows]),
-        ]
-    )
-    fig.update_layout(barmode="group")
-    return styled(fig, "Latency per app", y_title="seconds")
+    bars = [("avg", "avg_latency_s"), ("p95", "p95_latency_s")]
+    return bar_chart(rows, "tag", bars, "Latency per app", y_title="seconds", barmode="group")
 
 
 def tokens_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    if not rows:
-        return empty_figure()
-    tags = [r["tag"] for r in rows]
-    fig = go.Figure(
-        [
-            go.Bar(name="prompt", x=tags, y=[r["prompt_tokens"] for r in rows]),
-            go.Bar(name="completion", x=tags, y=[r["completion_tokens"] for r in rows]),
-        ]
-    )
-    fig.update_layout(barmode="stack")
-    return styled(fig, "Tokens per app", y_title="tokens")
+    bars = [("prompt", "prompt_tokens"), ("completion", "completion_tokens")]
+    return bar_chart(rows, "tag", bars, "Tokens per app", y_title="tokens", barmode="stack")
 
 
 def daily_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
@@ -131,17 +104,12 @@ def daily_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 
 def register(app: Dash, bridge: SyncBridge) -> None:
-    @app.callback(
+    charts = ("apps-volume-chart", "apps-latency-chart", "apps-tokens-chart", "apps-errors-chart")
+    outputs = [
         Output("apps-table", "children"),
-        Output("apps-volume-chart", "figure"),
-        Output("apps-latency-chart", "figure"),
-        Output("apps-tokens-chart", "figure"),
-        Output("apps-errors-chart", "figure"),
-        Output("apps-daily-chart", "figure"),
-        Input("apps-range", "value"),
-    )
-    def _update(hours: int) -> tuple[Any, ...]:
-        return update(bridge, hours)
+        *(Output(i, "figure") for i in (*charts, "apps-daily-chart")),
+    ]
+    update_on_range(app, bridge, "apps-range", outputs, update)
 
 
 VIEW = View(slug="apps", title="Apps", layout=layout, register=register)

@@ -10,12 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
-from dash import dcc, html
+from dash import Input, Output, dcc, html
+
+if TYPE_CHECKING:
+    from dash import Dash
+
+    from dashboard.bridge import SyncBridge
 
 Cell = Callable[[Any], Any]
+Row = Mapping[str, Any]
+Column = str | Callable[[Row], Any]  # a row's field, or how to compute a value from a row
 
 RANGE_OPTIONS = [
     {"label": "24 h", "value": 24},
@@ -85,8 +92,9 @@ def stat(id_: str, label: str, value: str = NONE) -> html.Div:
     )
 
 
-def stats_row(*stats: html.Div) -> html.Div:
-    return html.Div(list(stats), className="stats")
+def stats_row(stats: Sequence[tuple[str, str]]) -> html.Div:
+    """A row of :func:`stat` cards, one per ``(id, label)``."""
+    return html.Div([stat(id_, label) for id_, label in stats], className="stats")
 
 
 def graph(id_: str) -> dcc.Graph:
@@ -107,8 +115,53 @@ def range_selector(id_: str, value: int = 24) -> dcc.RadioItems:
     )
 
 
+def update_on_range(
+    app: Dash,
+    bridge: SyncBridge,
+    range_id: str,
+    outputs: Sequence[Output],
+    update: Callable[[SyncBridge, int], tuple[Any, ...]],
+) -> None:
+    """A callback filling ``outputs`` with ``update(bridge, hours)`` whenever the
+    :func:`range_selector` ``range_id`` changes (and when the page loads)."""
+
+    @app.callback(*outputs, Input(range_id, "value"))
+    def _update(hours: int) -> tuple[Any, ...]:
+        return update(bridge, hours)
+
+
 def badge(text: str, kind: str) -> html.Span:
     return html.Span(text, className=f"badge badge-{kind}")
+
+
+# The traffic numbers the per-app and per-model tables show: column title and format.
+TRAFFIC_TITLES = {
+    "requests": "Requests",
+    "errors": "Errors",
+    "error_rate": "Error rate",
+    "avg_latency_s": "Avg latency",
+    "p95_latency_s": "p95 latency",
+    "avg_ttft_s": "Avg TTFT",
+    "tokens_per_s": "Tokens/s",
+    "prompt_tokens": "Prompt tokens",
+    "completion_tokens": "Completion tokens",
+}
+TRAFFIC_FORMATS: dict[str, Cell] = {
+    "requests": fmt_int,
+    "errors": fmt_int,
+    "error_rate": fmt_pct,
+    "avg_latency_s": fmt_seconds,
+    "p95_latency_s": fmt_seconds,
+    "avg_ttft_s": fmt_seconds,
+    "tokens_per_s": fmt_rate,
+    "prompt_tokens": fmt_int,
+    "completion_tokens": fmt_int,
+}
+
+
+def traffic_columns(*fields: str) -> tuple[tuple[str, str], ...]:
+    """``(field, title)`` table columns for traffic numbers (see ``TRAFFIC_TITLES``)."""
+    return tuple((f, TRAFFIC_TITLES[f]) for f in fields)
 
 
 def table(
@@ -178,6 +231,32 @@ def styled(fig: go.Figure, title: str, *, y_title: str = "", height: int = 320) 
         colorway=list(COLORS),
     )
     return fig
+
+
+def column(rows: Sequence[Row], col: Column) -> list[Any]:
+    """One value per row: ``row[col]`` for a field name, else ``col(row)``."""
+    return [row[col] for row in rows] if isinstance(col, str) else [col(row) for row in rows]
+
+
+def bar_chart(
+    rows: Sequence[Row],
+    x: Column,
+    bars: Sequence[tuple[str, Column]],
+    title: str,
+    *,
+    y_title: str = "",
+    barmode: str | None = None,
+    empty: str = "No data yet",
+) -> go.Figure:
+    """One bar trace per ``(name, column)`` of ``bars`` over ``column(rows, x)``, styled;
+    ``barmode`` "group" or "stack" for several; an empty figure when there are no rows."""
+    if not rows:
+        return empty_figure(empty)
+    xs = column(rows, x)
+    fig = go.Figure([go.Bar(name=name, x=xs, y=column(rows, col)) for name, col in bars])
+    if barmode is not None:
+        fig.update_layout(barmode=barmode)
+    return styled(fig, title, y_title=y_title)
 
 
 def seconds_or_zero(value: float | None) -> float:

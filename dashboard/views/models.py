@@ -12,50 +12,45 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 from dashboard.bridge import SyncBridge
 from dashboard.views import View
 from dashboard.views.common import (
+    TRAFFIC_FORMATS,
+    bar_chart,
     empty_figure,
-    fmt_int,
-    fmt_pct,
     fmt_rate,
-    fmt_seconds,
     graph,
     page,
     range_selector,
     styled,
     table,
+    traffic_columns,
+    update_on_range,
 )
 
 ROW = "models-row"
 COLUMNS = (
     ("model", "Model"),
-    ("requests", "Requests"),
-    ("error_rate", "Error rate"),
-    ("avg_latency_s", "Avg latency"),
-    ("p95_latency_s", "p95 latency"),
-    ("avg_ttft_s", "Avg TTFT"),
-    ("tokens_per_s", "Tokens/s"),
-    ("prompt_tokens", "Prompt tokens"),
-    ("completion_tokens", "Completion tokens"),
+    *traffic_columns(
+        "requests",
+        "error_rate",
+        "avg_latency_s",
+        "p95_latency_s",
+        "avg_ttft_s",
+        "tokens_per_s",
+        "prompt_tokens",
+        "completion_tokens",
+    ),
     ("nodes", "Nodes"),
 )
-FORMATS = {
-    "requests": fmt_int,
-    "error_rate": fmt_pct,
-    "avg_latency_s": fmt_seconds,
-    "p95_latency_s": fmt_seconds,
-    "avg_ttft_s": fmt_seconds,
-    "tokens_per_s": fmt_rate,
-    "prompt_tokens": fmt_int,
-    "completion_tokens": fmt_int,
-}
 DAILY_COLUMNS = (
     ("day", "Day"),
-    ("requests", "Requests"),
-    ("errors", "Errors"),
-    ("avg_latency_s", "Avg latency"),
-    ("p95_latency_s", "p95 latency"),
-    ("tokens_per_s", "Tokens/s"),
-    ("prompt_tokens", "Prompt tokens"),
-    ("completion_tokens", "Completion tokens"),
+    *traffic_columns(
+        "requests",
+        "errors",
+        "avg_latency_s",
+        "p95_latency_s",
+        "tokens_per_s",
+        "prompt_tokens",
+        "completion_tokens",
+    ),
 )
 
 
@@ -87,7 +82,7 @@ def models_table(rows: Sequence[Mapping[str, Any]]) -> html.Table:
         COLUMNS,
         rows,
         key="model",
-        formats=FORMATS,
+        formats=TRAFFIC_FORMATS,
         row_props=lambda r: {"id": {"type": ROW, "model": r["model"]}, "className": "clickable"},
     )
 
@@ -111,25 +106,17 @@ def daily(bridge: SyncBridge, model: str | None) -> tuple[Any, ...]:
     if not model:
         return "Daily breakdown", empty_figure("Click a model"), None
     rows = bridge.call("model_daily", model, days=7)
-    body = table(
-        "models-daily", DAILY_COLUMNS, rows, key="day", formats={**FORMATS, "errors": fmt_int}
-    )
+    body = table("models-daily", DAILY_COLUMNS, rows, key="day", formats=TRAFFIC_FORMATS)
     return f"Daily breakdown: {model}", daily_figure(model, rows), body
 
 
 def latency_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    if not rows:
-        return empty_figure()
-    names = [r["model"] for r in rows]
-    fig = go.Figure(
-        [
-            go.Bar(name="avg", x=names, y=[r["avg_latency_s"] for r in rows]),
-            go.Bar(name="p95", x=names, y=[r["p95_latency_s"] for r in rows]),
-            go.Bar(name="time to first token", x=names, y=[r["avg_ttft_s"] for r in rows]),
-        ]
-    )
-    fig.update_layout(barmode="group")
-    return styled(fig, "Latency per model", y_title="seconds")
+    bars = [
+        ("avg", "avg_latency_s"),
+        ("p95", "p95_latency_s"),
+        ("time to first token", "avg_ttft_s"),
+    ]
+    return bar_chart(rows, "model", bars, "Latency per model", y_title="seconds", barmode="group")
 
 
 def speed_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
@@ -187,15 +174,9 @@ def daily_figure(model: str, rows: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 
 def register(app: Dash, bridge: SyncBridge) -> None:
-    @app.callback(
-        Output("models-latency-chart", "figure"),
-        Output("models-speed-chart", "figure"),
-        Output("models-tokens-doughnut", "figure"),
-        Output("models-table", "children"),
-        Input("models-range", "value"),
-    )
-    def _update(hours: int) -> tuple[Any, ...]:
-        return update(bridge, hours)
+    charts = ("models-latency-chart", "models-speed-chart", "models-tokens-doughnut")
+    outputs = [*(Output(i, "figure") for i in charts), Output("models-table", "children")]
+    update_on_range(app, bridge, "models-range", outputs, update)
 
     @app.callback(
         Output("models-selected", "data"),

@@ -15,7 +15,9 @@ from dash import Dash, Input, Output, dcc, html
 from dashboard.bridge import SyncBridge
 from dashboard.views import View
 from dashboard.views.common import (
+    Column,
     badge,
+    bar_chart,
     empty_figure,
     error_note,
     fmt_gb,
@@ -24,7 +26,6 @@ from dashboard.views.common import (
     fmt_seconds,
     graph,
     page,
-    stat,
     stats_row,
     styled,
     testid,
@@ -34,28 +35,22 @@ REFRESH_MS = 2000
 STATUS_KIND = {"online": "ok", "degraded": "warning", "offline": "critical"}
 GB = 1024**3
 
-STAT_IDS = (
-    "overview-nodes-online",
-    "overview-in-flight",
-    "overview-waiting",
-    "overview-requests-1h",
-    "overview-latency-1h",
-    "overview-tokens-per-s-1h",
+STATS = (
+    ("overview-nodes-online", "Nodes online"),
+    ("overview-in-flight", "In flight"),
+    ("overview-waiting", "Waiting in queue"),
+    ("overview-requests-1h", "Requests (1 h)"),
+    ("overview-latency-1h", "Avg latency (1 h)"),
+    ("overview-tokens-per-s-1h", "Tokens/s (1 h)"),
 )
+STAT_IDS = tuple(id_ for id_, _ in STATS)
 
 
 def layout(query: Mapping[str, str]) -> html.Section:
     return page(
         "Fleet Overview",
         dcc.Interval(id="overview-tick", interval=REFRESH_MS),
-        stats_row(
-            stat("overview-nodes-online", "Nodes online"),
-            stat("overview-in-flight", "In flight"),
-            stat("overview-waiting", "Waiting in queue"),
-            stat("overview-requests-1h", "Requests (1 h)"),
-            stat("overview-latency-1h", "Avg latency (1 h)"),
-            stat("overview-tokens-per-s-1h", "Tokens/s (1 h)"),
-        ),
+        stats_row(STATS),
         html.Div(id="overview-nodes", className="cards"),
         html.Div([graph("overview-resources"), graph("overview-queues")], className="grid2"),
         html.Div(id="overview-error"),
@@ -123,25 +118,23 @@ def _line(label: str, value: str, nid: str, field: str) -> html.Div:
     )
 
 
+def _memory_used_pct(node: Mapping[str, Any]) -> float | None:
+    total = node.get("memory_total")
+    return 100.0 * (1 - node.get("memory_available", 0) / total) if total else None
+
+
 def resources_figure(nodes: Sequence[Mapping[str, Any]]) -> go.Figure:
     """CPU % and memory used % per node, side by side."""
-    if not nodes:
-        return empty_figure("No nodes")
-    names = [n["node_id"] for n in nodes]
-    memory = [
-        100.0 * (1 - n.get("memory_available", 0) / n["memory_total"])
-        if n.get("memory_total")
-        else None
-        for n in nodes
+    bars: list[tuple[str, Column]] = [
+        ("CPU %", lambda n: n.get("cpu_percent", 0.0)),
+        ("Memory %", _memory_used_pct),
     ]
-    fig = go.Figure(
-        [
-            go.Bar(name="CPU %", x=names, y=[n.get("cpu_percent", 0.0) for n in nodes]),
-            go.Bar(name="Memory %", x=names, y=memory),
-        ]
+    fig = bar_chart(
+        nodes, "node_id", bars, "CPU and memory", y_title="%", barmode="group", empty="No nodes"
     )
-    fig.update_layout(barmode="group", yaxis_range=[0, 100])
-    return styled(fig, "CPU and memory", y_title="%")
+    if nodes:
+        fig.update_layout(yaxis_range=[0, 100])
+    return fig
 
 
 def queue_figure(nodes: Sequence[Mapping[str, Any]]) -> go.Figure:

@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, html
+from dash import Dash, Output, html
 
 from dashboard.bridge import SyncBridge
 from dashboard.views import View
 from dashboard.views.common import (
+    Column,
+    bar_chart,
     empty_figure,
     fmt_int,
     fmt_pct,
@@ -19,31 +21,26 @@ from dashboard.views.common import (
     graph,
     page,
     range_selector,
-    stat,
     stats_row,
     styled,
+    update_on_range,
 )
 
-STAT_IDS = (
-    "trends-requests",
-    "trends-error-rate",
-    "trends-latency",
-    "trends-prompt-tokens",
-    "trends-completion-tokens",
+STATS = (
+    ("trends-requests", "Requests"),
+    ("trends-error-rate", "Error rate"),
+    ("trends-latency", "Avg latency"),
+    ("trends-prompt-tokens", "Prompt tokens"),
+    ("trends-completion-tokens", "Completion tokens"),
 )
+STAT_IDS = tuple(id_ for id_, _ in STATS)
 
 
 def layout(query: Mapping[str, str]) -> html.Section:
     return page(
         "Trends",
         range_selector("trends-range"),
-        stats_row(
-            stat("trends-requests", "Requests"),
-            stat("trends-error-rate", "Error rate"),
-            stat("trends-latency", "Avg latency"),
-            stat("trends-prompt-tokens", "Prompt tokens"),
-            stat("trends-completion-tokens", "Completion tokens"),
-        ),
+        stats_row(STATS),
         graph("trends-requests-chart"),
         html.Div([graph("trends-latency-chart"), graph("trends-tokens-chart")], className="grid2"),
     )
@@ -71,17 +68,11 @@ def _labels(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def requests_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     """Requests per hour, errors stacked on successes."""
-    if not rows:
-        return empty_figure()
-    ok = [r["requests"] - r["errors"] for r in rows]
-    fig = go.Figure(
-        [
-            go.Bar(name="ok", x=_labels(rows), y=ok),
-            go.Bar(name="errors", x=_labels(rows), y=[r["errors"] for r in rows]),
-        ]
-    )
-    fig.update_layout(barmode="stack")
-    return styled(fig, "Requests per hour", y_title="requests")
+    bars: list[tuple[str, Column]] = [
+        ("ok", lambda r: r["requests"] - r["errors"]),
+        ("errors", "errors"),
+    ]
+    return bar_chart(rows, "label", bars, "Requests per hour", y_title="requests", barmode="stack")
 
 
 def latency_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
@@ -109,28 +100,15 @@ def latency_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 def tokens_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     """Prompt and completion tokens per hour."""
-    if not rows:
-        return empty_figure()
-    fig = go.Figure(
-        [
-            go.Bar(name="prompt", x=_labels(rows), y=[r["prompt_tokens"] for r in rows]),
-            go.Bar(name="completion", x=_labels(rows), y=[r["completion_tokens"] for r in rows]),
-        ]
-    )
-    fig.update_layout(barmode="stack")
-    return styled(fig, "Token throughput per hour", y_title="tokens")
+    bars = [("prompt", "prompt_tokens"), ("completion", "completion_tokens")]
+    title = "Token throughput per hour"
+    return bar_chart(rows, "label", bars, title, y_title="tokens", barmode="stack")
 
 
 def register(app: Dash, bridge: SyncBridge) -> None:
-    @app.callback(
-        *(Output(i, "children") for i in STAT_IDS),
-        Output("trends-requests-chart", "figure"),
-        Output("trends-latency-chart", "figure"),
-        Output("trends-tokens-chart", "figure"),
-        Input("trends-range", "value"),
-    )
-    def _update(hours: int) -> tuple[Any, ...]:
-        return update(bridge, hours)
+    charts = ("trends-requests-chart", "trends-latency-chart", "trends-tokens-chart")
+    outputs = [*(Output(i, "children") for i in STAT_IDS), *(Output(i, "figure") for i in charts)]
+    update_on_range(app, bridge, "trends-range", outputs, update)
 
 
 VIEW = View(slug="trends", title="Trends", layout=layout, register=register)

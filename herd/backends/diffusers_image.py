@@ -18,25 +18,13 @@ from __future__ import annotations
 import inspect
 import io
 import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from herd.backends.media import ImageResult
-from herd.backends.media_util import (
-    ModelStore,
-    check_image_params,
-    dir_size,
-    has_module,
-    hf_offline,
-    new_seed,
-    run_job,
-)
-from herd.errors import BadRequest, ModelNotFound
-from herd.models import LoadedModel, ModelOnDisk, canonical_model
+from herd.backends.media_engine_base import ImageJob, LocalImageEngine, Picture
+from herd.backends.media_util import dir_size, has_module, hf_offline, model_dirs, modified_at
+from herd.models import ModelOnDisk
 
 if TYPE_CHECKING:
     from herd.settings import Settings
@@ -57,6 +45,10 @@ class DiffusersModel:
     default_steps: int | None = None  # None: the pipeline's own default
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
+
 
 def find_diffusers_models(models_dir: Path | None, *, tiny: bool) -> list[DiffusersModel]:
     found: list[DiffusersModel] = []
@@ -69,18 +61,12 @@ def find_diffusers_models(models_dir: Path | None, *, tiny: bool) -> list[Diffus
                 default_steps=TINY_SD_STEPS,
             )
         )
-    if models_dir is not None and models_dir.is_dir():
-        for sub in sorted(models_dir.iterdir()):
-            if sub.is_dir() and (sub / "model_index.json").is_file():
-                try:
-                    mtime = datetime.fromtimestamp(sub.stat().st_mtime, UTC).isoformat()
-                except OSError:
-                    mtime = ""
-                found.append(
-                    DiffusersModel(
-                        name=sub.name.lower(), path=sub, size=dir_size(sub), modified_at=mtime
-                    )
-                )
+    found.extend(
+        DiffusersModel(
+            name=sub.name.lower(), path=sub, size=dir_size(sub), modified_at=modified_at(sub)
+        )
+        for sub in model_dirs(models_dir, lambda sub: (sub / "model_index.json").is_file())
+    )
     return found
 
 
@@ -235,92 +221,41 @@ def _png(image: Any) -> bytes:
 # --------------------------------------------------------------------------- engine
 
 
-class DiffusersImageEngine:
+class DiffusersImageEngine(LocalImageEngine[DiffusersModel]):
     """An :class:`~herd.backends.media.ImageEngine` over diffusers pipelines."""
 
     kind = "diffusers"
 
-    def __init__(self, models: Sequence[DiffusersModel], *, timeout: float = 600.0) -> None:
-        self._models = tuple(models)
-        self._timeout = timeout
-        self._store: ModelStore[Any] = ModelStore()
-
-    def models(self) -> tuple[ModelOnDisk, ...]:
-        return tuple(
-            ModelOnDisk(
-                name=m.name,
-                size=m.size,
-                family="diffusers",
-                quantization_level="F32" if m.path is None else "",
-                modified_at=m.modified_at,
-                category="image",
-            )
-            for m in self._models
+    def model_on_disk(self, entry: DiffusersModel, name: str) -> ModelOnDisk:
+        return ModelOnDisk(
+            name=name,
+            size=entry.size,
+            family="diffusers",
+            quantization_level="F32" if entry.path is None else "",
+            modified_at=entry.modified_at,
+            category="image",
         )
 
-    def loaded(self) -> tuple[LoadedModel, ...]:
-        return self._store.loaded()
+    def max_side(self, entry: DiffusersModel) -> int:
+        return entry.max_side
 
-    def resolve(self, model: str) -> DiffusersModel:
-        key = canonical_model(model)
-        for m in self._models:
-            if canonical_model(m.name) == key:
-                return m
-        raise ModelNotFound(f"model '{model}' not found on this node's diffusers")
-
-    async def generate(
-        self,
-        model: str,
-        prompt: str,
-        *,
-        width: int,
-        height: int,
-        steps: int | None,
-        seed: int | None,
-        negative_prompt: str | None,
-    ) -> ImageResult:
-        started = time.perf_counter()
-        entry = self.resolve(model)
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise BadRequest("prompt must be a non-empty string")
-        if negative_prompt is not None and not isinstance(negative_prompt, str):
-            raise BadRequest("negative_prompt must be a string")
-        check_image_params(width, height, steps, multiple=8, max_side=entry.max_side)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise BadRequest(f"seed must be an integer (got {seed!r})")
-        used_seed = new_seed() if seed is None else seed % 2**63
-
-        def work() -> tuple[bytes, int, float]:
+    async def render(self, entry: DiffusersModel, job: ImageJob) -> Picture:
+        def work() -> Picture:
             import torch
 
             pipe, load_s = self._store.get(entry.name, lambda: _load(entry), size=entry.size)
-            n_steps = steps if steps is not None else _default_steps(pipe, entry)
+            n_steps = job.steps if job.steps is not None else _default_steps(pipe, entry)
             kwargs: dict[str, Any] = {
-                "prompt": prompt,
-                "height": height,
-                "width": width,
+                "prompt": job.prompt,
+                "height": job.height,
+                "width": job.width,
                 "num_inference_steps": n_steps,
-                "generator": torch.Generator("cpu").manual_seed(used_seed),
+                "generator": torch.Generator("cpu").manual_seed(job.seed),
             }
-            if negative_prompt and _accepts(pipe, "negative_prompt"):
-                kwargs["negative_prompt"] = negative_prompt
+            if job.negative_prompt and _accepts(pipe, "negative_prompt"):
+                kwargs["negative_prompt"] = job.negative_prompt
             with entry.lock:  # a pipeline's scheduler keeps per-run state
                 image = pipe(**kwargs).images[0]
-            return _png(image), n_steps, load_s
+            return Picture(_png(image), job.width, job.height, n_steps, load_s)
 
-        png, n_steps, load_s = await run_job(
-            work, timeout=self._timeout, what=f"image generation with {entry.name}"
-        )
-        return ImageResult(
-            png=png,
-            width=width,
-            height=height,
-            seed=used_seed,
-            steps=n_steps,
-            total_s=time.perf_counter() - started,
-            load_s=load_s,
-            model=entry.name,
-        )
-
-    async def close(self) -> None:
-        self._store.clear()
+        return await self.run(work, what=f"image generation with {entry.name}")

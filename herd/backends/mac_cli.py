@@ -53,12 +53,20 @@ class CliImageModel:
     base_args: tuple[str, ...]
     default_steps: int
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
+
 
 @dataclass(frozen=True, slots=True)
 class CliAsrModel:
     name: str
     binary: str
     model_id: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
 
 
 IMAGE_MODELS: tuple[CliImageModel, ...] = (

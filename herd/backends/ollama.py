@@ -148,19 +148,7 @@ class OllamaBackend:
         payload = dict(body)
         if kind in ("chat", "generate"):
             payload["stream"] = False
-        try:
-            async with self._http().post(self.url + _PATHS[kind], json=payload) as resp:
-                text = await resp.text()
-                if resp.status != 200:
-                    raise error_for_status(resp.status, text)
-                result: dict[str, Any] = json.loads(text)
-                return result
-        except TimeoutError as exc:
-            raise BackendTimeout(f"ollama timed out: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise BackendError(f"ollama: {exc}") from None
-        except ValueError as exc:
-            raise BackendError(f"ollama sent bad JSON: {exc}") from None
+        return await self._post_json(_PATHS[kind], payload)
 
     # --- model management (Ollama only) ------------------------------------------------
     async def show(self, model: str, verbose: bool = False) -> dict[str, Any]:

@@ -15,21 +15,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from herd.backends.media import EmbedResult
-from herd.backends.media_util import (
-    ModelStore,
-    dir_size,
-    has_module,
-    hf_offline,
-    package_dir,
-    run_job,
-)
-from herd.errors import BadRequest, ModelNotFound
-from herd.models import LoadedModel, ModelOnDisk, canonical_model
+from herd.backends.media_engine_base import LocalMediaEngine
+from herd.backends.media_util import ModelDir, find_model_dirs, has_module, hf_offline
+from herd.errors import BadRequest
+from herd.models import ModelOnDisk
 
 if TYPE_CHECKING:
     from herd.settings import Settings
@@ -40,44 +33,29 @@ _MARKERS = ("modules.json", "config_sentence_transformers.json")
 
 
 @dataclass(frozen=True, slots=True)
-class StModel:
+class StModel(ModelDir):
     """One sentence-transformers model directory and the names it answers to."""
 
-    names: tuple[str, ...]  # names[0] is the primary name
-    path: Path
-    size: int = 0
     family: str = ""
-    modified_at: str = ""
     # one job at a time per model: a fast tokenizer's truncation settings are shared state
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.names[0]
 
 
 def _model_info(path: Path, names: tuple[str, ...]) -> StModel:
     family = ""
     with contextlib.suppress(OSError, ValueError, AttributeError):
         family = str(json.loads((path / "config.json").read_text()).get("model_type", ""))
-    try:
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
-    except OSError:
-        mtime = ""
-    return StModel(names=names, path=path, size=dir_size(path), family=family, modified_at=mtime)
+    return StModel.found_at(path, names, family=family)
+
+
+def _is_st_model(path: Path) -> bool:
+    return any((path / m).is_file() for m in _MARKERS)
 
 
 def find_st_models(models_dir: Path | None) -> list[StModel]:
     """The packaged MiniLM (when installed) and the model directories under ``models_dir``."""
-    found: list[StModel] = []
-    minilm = package_dir(MINILM_PACKAGE)
-    if minilm is not None and any((minilm / m).is_file() for m in _MARKERS):
-        found.append(_model_info(minilm, MINILM_NAMES))
-    if models_dir is not None and models_dir.is_dir():
-        for sub in sorted(models_dir.iterdir()):
-            if sub.is_dir() and any((sub / m).is_file() for m in _MARKERS):
-                found.append(_model_info(sub, (sub.name.lower(),)))
-    return found
+    found = find_model_dirs(MINILM_PACKAGE, MINILM_NAMES, models_dir, _is_st_model, str.lower)
+    return [_model_info(path, names) for path, names in found]
 
 
 def detect_st_engine(settings: Settings) -> SentenceTransformersEngine | None:
@@ -123,7 +101,7 @@ def _shorten(vector: list[float], dimensions: int) -> list[float]:
     return [x / norm for x in head] if norm > 0 else head
 
 
-class SentenceTransformersEngine:
+class SentenceTransformersEngine(LocalMediaEngine[StModel]):
     """An :class:`~herd.backends.media.EmbeddingEngine` over local sentence-transformers."""
 
     kind = "sentence-transformers"
@@ -131,34 +109,18 @@ class SentenceTransformersEngine:
     def __init__(
         self, models: Sequence[StModel], *, timeout: float = 600.0, device: str | None = None
     ) -> None:
-        self._models = tuple(models)
-        self._timeout = timeout
+        super().__init__(models, timeout=timeout)
         self._device = device  # None: sentence-transformers picks (cuda, mps, else cpu)
-        self._store: ModelStore[Any] = ModelStore()
 
-    def models(self) -> tuple[ModelOnDisk, ...]:
-        return tuple(
-            ModelOnDisk(
-                name=name,
-                size=m.size,
-                family=m.family,
-                quantization_level="F32",
-                modified_at=m.modified_at,
-                category="embedding",
-            )
-            for m in self._models
-            for name in m.names
+    def model_on_disk(self, entry: StModel, name: str) -> ModelOnDisk:
+        return ModelOnDisk(
+            name=name,
+            size=entry.size,
+            family=entry.family,
+            quantization_level="F32",
+            modified_at=entry.modified_at,
+            category="embedding",
         )
-
-    def loaded(self) -> tuple[LoadedModel, ...]:
-        return self._store.loaded()
-
-    def resolve(self, model: str) -> StModel:
-        key = canonical_model(model)
-        for m in self._models:
-            if any(canonical_model(n) == key for n in m.names):
-                return m
-        raise ModelNotFound(f"model '{model}' not found on this node's sentence-transformers")
 
     async def embed(
         self,
@@ -197,9 +159,7 @@ class SentenceTransformersEngine:
                 vectors = [_shorten(v, dimensions) for v in vectors]
             return vectors, sum(min(c, max_len) for c in counts), load_s
 
-        vectors, tokens, load_s = await run_job(
-            work, timeout=self._timeout, what=f"embedding with {entry.name}"
-        )
+        vectors, tokens, load_s = await self.run(work, what=f"embedding with {entry.name}")
         return EmbedResult(
             embeddings=vectors,
             prompt_tokens=tokens,
@@ -207,6 +167,3 @@ class SentenceTransformersEngine:
             total_s=time.perf_counter() - started,
             model=entry.name,
         )
-
-    async def close(self) -> None:
-        self._store.clear()

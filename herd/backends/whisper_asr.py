@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from herd.backends.media import TranscriptResult
-from herd.backends.media_util import (
-    ModelStore,
-    dir_size,
-    has_module,
-    hf_offline,
-    package_dir,
-    run_job,
-)
-from herd.errors import BadRequest, ModelNotFound
-from herd.models import LoadedModel, ModelOnDisk, canonical_model
+from herd.backends.media_engine_base import LocalAsrEngine, Transcript
+from herd.backends.media_util import ModelDir, find_model_dirs, has_module, hf_offline
+from herd.errors import BadRequest
+from herd.models import ModelOnDisk
 
 if TYPE_CHECKING:
     from herd.settings import Settings
@@ -40,40 +31,24 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 
 @dataclass(frozen=True, slots=True)
-class WhisperModelDir:
-    names: tuple[str, ...]  # names[0] is the primary name
-    path: Path
-    size: int = 0
-    modified_at: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.names[0]
+class WhisperModelDir(ModelDir):
+    """One CTranslate2 Whisper model directory and the names it answers to."""
 
 
 def _is_ct2_whisper(path: Path) -> bool:
     return (path / "model.bin").is_file() and (path / "config.json").is_file()
 
 
-def _entry(path: Path, names: tuple[str, ...]) -> WhisperModelDir:
-    try:
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
-    except OSError:
-        mtime = ""
-    return WhisperModelDir(names=names, path=path, size=dir_size(path), modified_at=mtime)
+def _whisper_name(dir_name: str) -> str:
+    return f"whisper:{dir_name.lower()}"
 
 
 def find_whisper_models(models_dir: Path | None) -> list[WhisperModelDir]:
     """The packaged tiny.en (when installed) and the model directories under ``models_dir``."""
-    found: list[WhisperModelDir] = []
-    tiny = package_dir(WHISPER_PACKAGE)
-    if tiny is not None and _is_ct2_whisper(tiny):
-        found.append(_entry(tiny, TINY_EN_NAMES))
-    if models_dir is not None and models_dir.is_dir():
-        for sub in sorted(models_dir.iterdir()):
-            if sub.is_dir() and _is_ct2_whisper(sub):
-                found.append(_entry(sub, (f"whisper:{sub.name.lower()}",)))
-    return found
+    found = find_model_dirs(
+        WHISPER_PACKAGE, TINY_EN_NAMES, models_dir, _is_ct2_whisper, _whisper_name
+    )
+    return [WhisperModelDir.found_at(path, names) for path, names in found]
 
 
 def detect_whisper_engine(settings: Settings) -> FasterWhisperEngine | None:
@@ -118,7 +93,7 @@ def _segment(seg: Any) -> dict[str, object]:
     }
 
 
-class FasterWhisperEngine:
+class FasterWhisperEngine(LocalAsrEngine[WhisperModelDir]):
     """An :class:`~herd.backends.media.AsrEngine` over local faster-whisper models."""
 
     kind = "faster-whisper"
@@ -126,53 +101,33 @@ class FasterWhisperEngine:
     def __init__(
         self, models: Sequence[WhisperModelDir], *, timeout: float = 600.0, beam_size: int = 5
     ) -> None:
-        self._models = tuple(models)
-        self._timeout = timeout
+        super().__init__(models, timeout=timeout)
         self._beam_size = beam_size
-        self._store: ModelStore[Any] = ModelStore()
 
-    def models(self) -> tuple[ModelOnDisk, ...]:
-        return tuple(
-            ModelOnDisk(
-                name=name,
-                size=m.size,
-                family="whisper",
-                quantization_level="F16",
-                modified_at=m.modified_at,
-                category="asr",
-            )
-            for m in self._models
-            for name in m.names
+    def model_on_disk(self, entry: WhisperModelDir, name: str) -> ModelOnDisk:
+        return ModelOnDisk(
+            name=name,
+            size=entry.size,
+            family="whisper",
+            quantization_level="F16",
+            modified_at=entry.modified_at,
+            category="asr",
         )
 
-    def loaded(self) -> tuple[LoadedModel, ...]:
-        return self._store.loaded()
-
-    def resolve(self, model: str) -> WhisperModelDir:
-        key = canonical_model(model)
-        for m in self._models:
-            if any(canonical_model(n) == key for n in m.names):
-                return m
-        raise ModelNotFound(f"model '{model}' not found on this node's faster-whisper")
-
-    async def transcribe(
+    async def run_transcription(
         self,
-        model: str,
+        entry: WhisperModelDir,
         audio: bytes,
         *,
         filename: str,
         language: str | None,
         prompt: str | None,
-    ) -> TranscriptResult:
-        started = time.perf_counter()
-        entry = self.resolve(model)
-        if not isinstance(audio, bytes | bytearray) or not audio:
-            raise BadRequest("the audio file is empty")
+    ) -> Transcript:
         lang = language.strip().lower() if isinstance(language, str) and language.strip() else None
         if lang is not None and not _LANGUAGE.match(lang):
             raise BadRequest(f"language must be an ISO-639-1 code such as 'en' (got {language!r})")
 
-        def work() -> TranscriptResult:
+        def work() -> Transcript:
             whisper, load_s = self._store.get(
                 entry.name, lambda: _load(entry.path), size=entry.size
             )
@@ -181,25 +136,19 @@ class FasterWhisperEngine:
                     f"{entry.name} does not support language '{lang}' "
                     f"(supported: {', '.join(whisper.supported_languages[:10])})"
                 )
-            samples = _decode(bytes(audio), filename)
+            samples = _decode(audio, filename)
             if len(samples) == 0:
                 raise BadRequest(f"audio file '{filename}' holds no samples")
             segments, info = whisper.transcribe(
                 samples, language=lang, initial_prompt=prompt or None, beam_size=self._beam_size
             )
             parts = [_segment(s) for s in segments]  # the generator runs the decoding
-            return TranscriptResult(
+            return Transcript(
                 text=" ".join(str(p["text"]) for p in parts if p["text"]).strip(),
                 language=str(info.language),
                 duration_s=round(len(samples) / SAMPLE_RATE, 3),
                 segments=parts,
-                total_s=0.0,
                 load_s=load_s,
-                model=entry.name,
             )
 
-        result = await run_job(work, timeout=self._timeout, what=f"transcription with {entry.name}")
-        return replace(result, total_s=time.perf_counter() - started)
-
-    async def close(self) -> None:
-        self._store.clear()
+        return await self.run(work, what=f"transcription with {entry.name}")

@@ -18,11 +18,12 @@ deterministic tie-break (fewer requests in flight, then node id).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from herd.models import CandidateScore, FleetSnapshot, NodeView
 from herd.scoring.eliminate import eliminate
 from herd.scoring.estimate import estimate
-from herd.scoring.fleet_context import build_context
+from herd.scoring.fleet_context import ScoreContext, build_context
 from herd.scoring.pipeline import Ranking, order, rank
 from herd.scoring.query import RouteQuery
 from herd.scoring.weights import ScoringWeights
@@ -31,70 +32,76 @@ Policy = Callable[[FleetSnapshot, RouteQuery, float, ScoringWeights, frozenset[s
 
 POLICY_NAMES = ("score", "expected_latency", "round_robin", "least_busy")
 
-
-def score(
-    snapshot: FleetSnapshot,
-    query: RouteQuery,
-    now: float,
-    weights: ScoringWeights,
-    exclude: frozenset[str] = frozenset(),
-) -> Ranking:
-    """The seed's policy: highest sum of signal points."""
-    return rank(snapshot, query, now, weights, exclude)
+Scored = list[tuple[CandidateScore, NodeView]]
 
 
-def expected_latency(
-    snapshot: FleetSnapshot,
-    query: RouteQuery,
-    now: float,
-    weights: ScoringWeights,
-    exclude: frozenset[str] = frozenset(),
-) -> Ranking:
+@dataclass(frozen=True, slots=True)
+class Survivors:
+    """The nodes left after elimination, and what a policy may score them by."""
+
+    nodes: list[NodeView]
+    query: RouteQuery
+    ctx: ScoreContext
+    now: float
+    weights: ScoringWeights
+
+
+class EliminateThenScore:
+    """A policy: the shared eliminators first, then its own scorer over the survivors,
+    ranked by :func:`~herd.scoring.pipeline.order`. Used as a decorator on the scorer."""
+
+    def __init__(self, scorer: Callable[[Survivors], Scored]) -> None:
+        self.scorer = scorer
+        self.__name__ = scorer.__name__
+        self.__doc__ = scorer.__doc__
+
+    def __call__(
+        self,
+        snapshot: FleetSnapshot,
+        query: RouteQuery,
+        now: float,
+        weights: ScoringWeights,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Ranking:
+        ctx = build_context(snapshot, query, weights)
+        survivors, eliminated = eliminate(snapshot.nodes, query, ctx, now, weights, exclude)
+        return order(self.scorer(Survivors(survivors, query, ctx, now, weights)), eliminated)
+
+
+score = rank  # the seed's policy: highest sum of signal points (herd.scoring.pipeline)
+
+
+@EliminateThenScore
+def expected_latency(s: Survivors) -> Scored:
     """Lowest expected completion time (queue + load + prefill + generation)."""
-    ctx = build_context(snapshot, query, weights)
-    survivors, eliminated = eliminate(snapshot.nodes, query, ctx, now, weights, exclude)
-    scored: list[tuple[CandidateScore, NodeView]] = []
-    for node in survivors:
-        est = estimate(node, query, ctx, now, weights)
+    scored: Scored = []
+    for node in s.nodes:
+        est = estimate(node, s.query, s.ctx, s.now, s.weights)
         scored.append((CandidateScore(node.node_id, -est.total_s, est.breakdown()), node))
-    return order(scored, eliminated)
+    return scored
 
 
-def round_robin(
-    snapshot: FleetSnapshot,
-    query: RouteQuery,
-    now: float,
-    weights: ScoringWeights,
-    exclude: frozenset[str] = frozenset(),
-) -> Ranking:
+@EliminateThenScore
+def round_robin(s: Survivors) -> Scored:
     """Baseline: take turns over the survivors, ignoring load and model state."""
-    ctx = build_context(snapshot, query, weights)
-    survivors, eliminated = eliminate(snapshot.nodes, query, ctx, now, weights, exclude)
-    survivors.sort(key=lambda n: n.node_id)
-    count = len(survivors)
-    start = query.counter % count if count else 0
-    scored = []
-    for index, node in enumerate(survivors):
+    nodes = sorted(s.nodes, key=lambda n: n.node_id)
+    count = len(nodes)
+    start = s.query.counter % count if count else 0
+    scored: Scored = []
+    for index, node in enumerate(nodes):
         turn = -float((index - start) % count)
         scored.append((CandidateScore(node.node_id, turn, {"round_robin": turn}), node))
-    return order(scored, eliminated)
+    return scored
 
 
-def least_busy(
-    snapshot: FleetSnapshot,
-    query: RouteQuery,
-    now: float,
-    weights: ScoringWeights,
-    exclude: frozenset[str] = frozenset(),
-) -> Ranking:
+@EliminateThenScore
+def least_busy(s: Survivors) -> Scored:
     """Baseline: the node with the fewest requests in flight, ignoring model state."""
-    ctx = build_context(snapshot, query, weights)
-    survivors, eliminated = eliminate(snapshot.nodes, query, ctx, now, weights, exclude)
-    scored = []
-    for node in survivors:
+    scored: Scored = []
+    for node in s.nodes:
         busy = -float(node.in_flight)
         scored.append((CandidateScore(node.node_id, busy, {"in_flight": busy}), node))
-    return order(scored, eliminated)
+    return scored
 
 
 POLICIES: dict[str, Policy] = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,7 @@ import ollama
 import openai
 import pytest
 from dashboard_browser import (
-    Browser,
-    artifacts_dir,
-    chromium,
+    browser_fixtures,
     expect_contains,
     expect_text,
     open_view,
@@ -120,22 +117,7 @@ def traffic(fleet: Any) -> Traffic:
     return out
 
 
-@pytest.fixture(scope="module")
-def browser(traffic: Traffic) -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Any]:
-    browser.take_errors()
-    yield browser.page
-    assert browser.take_errors() == [], "the browser logged errors"
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> tuple[Path, Path]:
-    return tmp_path, artifacts_dir("fleet")
+browser, page, shots = browser_fixtures(after="traffic", artifacts="fleet")
 
 
 def test_fleet_overview_shows_the_live_nodes(

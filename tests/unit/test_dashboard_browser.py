@@ -19,9 +19,7 @@ import dashboard_data as data
 import httpx
 import pytest
 from dashboard_browser import (
-    Browser,
-    artifacts_dir,
-    chromium,
+    browser_fixtures,
     expect_contains,
     expect_text,
     open_view,
@@ -74,22 +72,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         store.close()
 
 
-@pytest.fixture(scope="module")
-def browser(site: Site) -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Any]:
-    browser.take_errors()
-    yield browser.page
-    assert browser.take_errors() == [], "the browser logged errors"
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> tuple[Path, Path]:
-    return tmp_path, artifacts_dir("unit")
+browser, page, shots = browser_fixtures(after="site", artifacts="unit")
 
 
 def test_the_json_api_and_events_stay_reachable_beside_the_dash_app(site: Site) -> None:

@@ -46,6 +46,7 @@ def make_settings(**over: Any) -> Settings:
         "heartbeat_timeout": 15.0,
         "heartbeat_offline": 30.0,
         "holding_queue_timeout": 60.0,
+        "routing_policy": "score",  # these tests read the seed's signal breakdown
     }
     values.update(over)
     return load_settings(**values)

@@ -31,7 +31,7 @@ from herd.scoring.fleet_context import ScoreContext, build_context
 from herd.scoring.pipeline import score_node
 from herd.scoring.signals import DEFAULT_SIGNALS
 
-W = ScoringWeights()
+W = ScoringWeights(policy="score")  # the seed's pipeline; the default policy is expected_latency
 NOW = 1_000.0
 GIB = 1024**3
 

@@ -38,19 +38,6 @@ async def emu() -> AsyncIterator[RunningEmulator]:
     await emulator.stop()
 
 
-@pytest.fixture
-async def client(emu: RunningEmulator) -> AsyncIterator[ollama.AsyncClient]:
-    c = ollama.AsyncClient(host=emu.url)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
-async def http(emu: RunningEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=emu.url, timeout=10) as h:
-        yield h
-
-
 # --- basics ----------------------------------------------------------------------------
 
 

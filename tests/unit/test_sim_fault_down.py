@@ -3,31 +3,15 @@ its backend down; ``/_sim/`` keeps working so a test can bring it back."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pydantic
 import pytest
 
 from herd.backends.ollama import OllamaBackend
-from herd.sim import FaultSpec, RunningEmulator, start_emulator
+from herd.sim import FaultSpec, RunningEmulator
 from herd.sim.faults import DEFAULT_MESSAGES, FaultInjector
-from herd.sim.testing import fast_profile
 
 CHAT = {"model": "tiny:1b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[RunningEmulator]:
-    emulator = await start_emulator(fast_profile(preload=["tiny:1b"]))
-    yield emulator
-    await emulator.stop()
-
-
-@pytest.fixture
-async def http(emu: RunningEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=emu.url, timeout=10) as h:
-        yield h
 
 
 async def test_down_fails_every_ollama_route_until_cleared(http: httpx.AsyncClient) -> None:

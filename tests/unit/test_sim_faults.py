@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import ollama
@@ -15,26 +14,6 @@ from herd.sim.faults import DEFAULT_MESSAGES, FaultInjector
 from herd.sim.testing import fast_profile, wait_for
 
 GEN = {"model": "tiny:1b", "prompt": "hello"}
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[RunningEmulator]:
-    emulator = await start_emulator(fast_profile(preload=["tiny:1b"]))
-    yield emulator
-    await emulator.stop()
-
-
-@pytest.fixture
-async def http(emu: RunningEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=emu.url, timeout=10) as h:
-        yield h
-
-
-@pytest.fixture
-async def client(emu: RunningEmulator) -> AsyncIterator[ollama.AsyncClient]:
-    c = ollama.AsyncClient(host=emu.url)
-    yield c
-    await c.close()
 
 
 async def add(http: httpx.AsyncClient, payload: object) -> list[int]:
