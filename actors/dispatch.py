@@ -12,19 +12,17 @@ the awaited ``router.acquire``, which owns the holding queue and 404 vs 503.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import ray
 
 from actors import NAMESPACE, node_actor_name
 from actors.auto_pull import auto_pull
 from actors.errors import unwrap
-from actors.node_stream import HttpBody, ray_cancel, ray_next
+from actors.node_stream import HttpBody, HttpDataPlane, ray_cancel, ray_next
 from actors.router_link import RouterLink
 from herd.convert.ollama_response import OllamaAggregator
 from herd.errors import (
@@ -68,36 +66,18 @@ class Dispatcher(RouterLink):
     def __init__(self, settings: Settings, router: Any = None, local_routing: bool = True) -> None:
         super().__init__(settings, router, local_routing)
         self._nodes: dict[str, Any] = {}
-        self._http: aiohttp.ClientSession | None = None
-        self._http_loop: asyncio.AbstractEventLoop | None = None
+        self._plane = HttpDataPlane(settings)  # used when FLEET_DATA_PLANE=http
 
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
-        session, self._http = self._http, None
-        if session is not None and not session.closed:
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing to close on
-                asyncio.get_running_loop().create_task(session.close())
+        self._plane.close()
 
     async def aclose(self) -> None:
         """``close`` from inside the loop, waiting for the data-plane session to close."""
-        session, self._http = self._http, None
+        await self._plane.aclose()
         self.close()
-        if session is not None:
-            await session.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        """One keep-alive session for the HTTP data plane, made in the running loop."""
-        loop = asyncio.get_running_loop()
-        if self._http is None or self._http.closed or self._http_loop is not loop:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0),
-                timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=False,
-            )
-            self._http_loop = loop
-        return self._http
 
     def _data_url(self, node_id: str) -> str:
         if self.settings.data_plane != "http":
@@ -231,13 +211,16 @@ class Dispatcher(RouterLink):
         moves: int,
     ) -> bool:
         """Book a failed attempt; True when the request should go to another node
-        (moved off a node before any output, or a retryable failure with retries left)."""
-        self._report(decision, t0, ok=False, error=err.message)
-        self._nodes.pop(decision.node_id, None)
+        (moved off a node before any output, or a retryable failure with retries left).
+        A failed node is excluded for the rest of the request; a node that handed the
+        request back (rebalancer, drain) only for the next decision (the caller's job)."""
         moved = isinstance(err, Rebalanced) and moves < _MAX_MOVES
+        self._report(decision, t0, ok=False, error=err.message, moved=moved)
+        if not moved:
+            self._nodes.pop(decision.node_id, None)
         retry = not moved and _retryable(err) and attempt < self.settings.max_retries
         ctx.failed_attempt(decision.node_id, err.message, retried=retry)
-        if moved or retry:
+        if retry:
             exclude.add(decision.node_id)
         return moved or retry
 
@@ -254,8 +237,10 @@ class Dispatcher(RouterLink):
         ctx.request(req)
         exclude: set[str] = set()
         attempt = moves = 0
+        avoid: set[str] = set()  # the node that just handed the request back
         while True:
-            decision, sent = await self._traced_decide(req, exclude, attempt, ctx, own)
+            decision, sent = await self._traced_decide(req, exclude | avoid, attempt, ctx, own)
+            avoid = set()
             t0 = time.perf_counter()
             url = self._data_url(decision.node_id)
             body: HttpBody | None = None
@@ -266,7 +251,8 @@ class Dispatcher(RouterLink):
                 # bound (plus a margin) catches a node that stopped answering.
                 async with asyncio.timeout(self.settings.first_chunk_timeout + _MARGIN):
                     if url:
-                        body = HttpBody(self._session(), url, decision.node_id)
+                        handle = self.node(decision.node_id)  # its death ends the body
+                        body = self._plane.body(url, decision.node_id, handle)
                         first = await body.open(sent, decision.model)
                         nxt, cancel = body.next_batch, body.close
                     else:
@@ -283,6 +269,7 @@ class Dispatcher(RouterLink):
                 if self._again(req, decision, t0, err, ctx, exclude, attempt, moves):
                     if isinstance(err, Rebalanced) and moves < _MAX_MOVES:
                         moves += 1
+                        avoid = {decision.node_id}
                     else:
                         attempt += 1
                     continue
@@ -361,8 +348,10 @@ class Dispatcher(RouterLink):
         ctx.request(req)
         exclude: set[str] = set()
         attempt = moves = 0
+        avoid: set[str] = set()  # the node that just handed the request back
         while True:
-            decision, sent = await self._traced_decide(req, exclude, attempt, ctx, own)
+            decision, sent = await self._traced_decide(req, exclude | avoid, attempt, ctx, own)
+            avoid = set()
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.settings.node.request_timeout):
@@ -374,6 +363,7 @@ class Dispatcher(RouterLink):
                 if self._again(req, decision, t0, err, ctx, exclude, attempt, moves):
                     if isinstance(err, Rebalanced) and moves < _MAX_MOVES:
                         moves += 1
+                        avoid = {decision.node_id}
                     else:
                         attempt += 1
                     continue

@@ -11,6 +11,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
+from actors.data_plane import start_node_data_plane
 from actors.naming import kill_named
 from herd.backends.base import BackendState
 from herd.logs import configure_logging
@@ -36,8 +37,7 @@ class NodeActor:
         state: BackendState = await self.agent.start()
         if self.settings.data_plane == "http" and self._http is None:
             # Served from this actor's event loop, on the Ray node's own address.
-            self._http = NodeHTTPServer(self.agent, host=_ray_node_ip())
-            self.agent.data_url = await self._http.start()
+            self._http = await start_node_data_plane(self.agent, self.settings, _ray_node_ip())
         self._beat = asyncio.create_task(self._heartbeat_loop())
         return {
             "node_id": self.agent.node_id,
@@ -127,6 +127,13 @@ class NodeActor:
         await self.agent.stop()
 
     def ping(self) -> str:
+        return self.agent.node_id
+
+    async def watch(self, span: float) -> str:
+        """Answers after ``span`` seconds. An ingress reading HTTP data-plane answers from
+        this actor keeps one such call pending: Ray fails it when the actor dies, which
+        ends those answers as a Ray generator would (``actors.node_stream.DeathWatch``)."""
+        await asyncio.sleep(span)
         return self.agent.node_id
 
 

@@ -5,13 +5,20 @@ NDJSON, one line per Ollama chunk, produced by :meth:`NodeAgent.stream` (same st
 timeouts, draining and keep_alive handling as the Ray path). An error before the first
 chunk is an HTTP status with ``{"error", "code", "retryable"}``; an error after it is a
 final line of that same shape (with ``"herd_error": true``, so it cannot be mistaken for
-a chunk). The ingress side lives in ``actors/dispatch.py``.
+a chunk). The ingress side lives in ``actors/node_stream.py``.
+
+Every request must carry the fleet's shared secret in ``X-Herd-Data-Token``: a missing
+one is answered 401, a wrong one 403, before anything else runs. The token comes from
+``FLEET_DATA_TOKEN`` or, by default, from Ray's GCS KV (``actors/data_token.py``), so
+every device of one Ray cluster agrees on it without configuration.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import secrets
 from contextlib import suppress
 from typing import Any
 
@@ -26,6 +33,20 @@ log = logging.getLogger("herd.node_http")
 
 STREAM_PATH = "/herd/stream"
 NDJSON = "application/x-ndjson"
+TOKEN_HEADER = "X-Herd-Data-Token"
+INSTANCE_HEADER = "X-Herd-Node-Instance"  # which process answers (the NodeActor's actor id)
+
+
+def new_data_token() -> str:
+    """A fresh random shared secret for the data plane (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def token_matches(expected: str, presented: str | None) -> bool:
+    """Constant-time comparison of the token a request presented with the node's."""
+    if not expected or presented is None:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def _error_classes() -> dict[str, type[HerdError]]:
@@ -77,10 +98,24 @@ def _line(chunk: Any) -> bytes:
 class NodeHTTPServer:
     """An aiohttp server in the running loop that streams ``agent``'s answers."""
 
-    def __init__(self, agent: NodeAgent, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        agent: NodeAgent,
+        *,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        instance: str = "",
+    ) -> None:
+        if not token:
+            raise ValueError("the data plane needs a shared token")
         self.agent = agent
         self.host = host
         self.port = port
+        self._token = token
+        self._headers = {"Content-Type": NDJSON}
+        if instance:
+            self._headers[INSTANCE_HEADER] = instance
         self._runner: web.AppRunner | None = None
 
     @property
@@ -91,9 +126,22 @@ class NodeHTTPServer:
         return f"http://{host}:{self.port}"
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=1024**3)
+        app = web.Application(client_max_size=1024**3, middlewares=[self._auth])
         app.router.add_post(STREAM_PATH, self._stream)
         return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """401 without the shared token, 403 with a wrong one; nothing else runs."""
+        presented = request.headers.get(TOKEN_HEADER)
+        if token_matches(self._token, presented):
+            response: web.StreamResponse = await handler(request)
+            return response
+        status = 401 if presented is None else 403
+        reason = "missing" if presented is None else "wrong"
+        log.warning("data plane: %s token from %s", reason, request.remote)
+        body = {"error": f"{reason} data-plane token", "code": "unauthorized", "herd_error": True}
+        return web.json_response(body, status=status)
 
     async def start(self) -> str:
         runner = web.AppRunner(
@@ -140,7 +188,7 @@ class NodeHTTPServer:
             except Exception as exc:
                 failed = BackendError(f"{self.agent.node_id}: {type(exc).__name__}: {exc}")
                 return web.json_response(error_payload(failed), status=failed.status)
-            response = web.StreamResponse(headers={"Content-Type": NDJSON})
+            response = web.StreamResponse(headers=self._headers)
             await response.prepare(request)
             if first:
                 await response.write(b"".join(_line(c) for c in first))

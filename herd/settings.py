@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herd.errors import ConfigError
@@ -38,6 +38,13 @@ class NodeSettings(BaseSettings):
         description="Start the packaged llama.cpp server when no Ollama answers (auto)",
     )
     llamacpp_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    data_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="TCP port of this node's HTTP data plane (0 picks a free one); open it "
+        "to the Ray head in the firewall",
+    )
     llamacpp_model_path: Path | None = None
     num_parallel: int = Field(default=1, ge=1, le=64, description="OLLAMA_NUM_PARALLEL")
     memory_bytes: int | None = Field(
@@ -141,9 +148,10 @@ class Settings(BaseSettings):
     score_availability: float = 10.0
     score_context_fit: float = 15.0
     routing_policy: Literal["score", "expected_latency", "round_robin", "least_busy"] = Field(
-        default="score",
-        description="score: the seed's signals; expected_latency: minimum expected completion "
-        "time (queue + load + prefill + generation); round_robin / least_busy: baselines",
+        default="expected_latency",
+        description="expected_latency (default: won bench/fleet.py): minimum expected "
+        "completion time (queue + load + prefill + generation); score: the seed's signals; "
+        "round_robin / least_busy: baselines",
     )
     context_protection: Literal["strip", "warn", "passthrough"] = Field(
         default="strip",
@@ -175,12 +183,17 @@ class Settings(BaseSettings):
     )
     serve_proxy: Literal["haproxy", "default"] = "haproxy"
     data_plane: Literal["ray", "http"] = Field(
-        default="ray",
+        default="http",
         description=(
-            "How the ingress reaches a node for tokens: 'ray' (actor streaming generator) "
-            "or 'http' (each NodeActor serves NDJSON over aiohttp on its Ray node IP; "
-            "saves ~2 ms per request)"
+            "How the ingress reaches a node for tokens: 'http' (each NodeActor serves NDJSON "
+            "over aiohttp on its Ray node IP, authenticated with the data token; ~2 ms less "
+            "per request) or 'ray' (actor streaming generator)"
         ),
+    )
+    data_token: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the HTTP data plane; unset: one random token per Ray "
+        "cluster, kept in Ray's GCS KV (set it the same on every device or nowhere)",
     )
     node: NodeSettings = Field(default_factory=NodeSettings)
 
@@ -188,6 +201,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("data_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
     @field_validator("data_dir")
     @classmethod
@@ -240,5 +260,6 @@ def _one_line(exc: ValidationError, prefix: str) -> str:
     parts = []
     for err in exc.errors():
         loc = "_".join(str(p) for p in err["loc"]).upper()
-        parts.append(f"{prefix}{loc}: {err['msg']} (got {err.get('input')!r})")
+        shown = "a secret" if "TOKEN" in loc else repr(err.get("input"))
+        parts.append(f"{prefix}{loc}: {err['msg']} (got {shown})")
     return "invalid settings: " + "; ".join(parts)

@@ -12,7 +12,7 @@ GIB = 1024**3
 class ScoringWeights:
     # Which policy ranks candidates (herd.scoring.policies): score | expected_latency |
     # round_robin | least_busy.
-    policy: str = "score"
+    policy: str = "expected_latency"  # the default since bench/fleet.py showed it wins
     # The seed's signals (points).
     thermal_hot: float = 50.0  # model loaded
     thermal_warm: float = 25.0  # unloaded within warm_window_s (decays linearly to 0)

@@ -13,14 +13,26 @@ import pytest
 
 from herd.backends.ollama import OllamaBackend
 from herd.errors import BackendError, BackendTimeout, ModelNotFound, NodeUnavailable
+from herd.localray import free_port
 from herd.node_agent import NodeAgent
-from herd.node_http import STREAM_PATH, NodeHTTPServer, error_from_payload, error_payload
+from herd.node_http import (
+    INSTANCE_HEADER,
+    STREAM_PATH,
+    TOKEN_HEADER,
+    NodeHTTPServer,
+    error_from_payload,
+    error_payload,
+    new_data_token,
+    token_matches,
+)
 from herd.settings import load_settings
 from herd.sim import RunningEmulator, start_emulator
 from herd.sim.profile import FaultSpec
 from herd.sim.testing import fast_profile
 
 CHAT = {"messages": [{"role": "user", "content": "Tell me about herds."}]}
+TOKEN = "unit-test-data-token-0123456789"
+AUTH = {TOKEN_HEADER: TOKEN}
 
 
 @pytest.fixture
@@ -46,7 +58,7 @@ async def agent(emu: RunningEmulator, tmp_path: Path) -> AsyncIterator[NodeAgent
 
 @pytest.fixture
 async def server(agent: NodeAgent) -> AsyncIterator[NodeHTTPServer]:
-    srv = NodeHTTPServer(agent, host="127.0.0.1")
+    srv = NodeHTTPServer(agent, token=TOKEN, host="127.0.0.1", instance="actor-1")
     url = await srv.start()
     assert url.startswith("http://127.0.0.1:") and srv.port > 0
     yield srv
@@ -58,9 +70,13 @@ def payload(model: str = "tiny:1b", kind: str = "chat", **body: Any) -> dict[str
     return {"request_id": "r1", "kind": kind, "model": model, "body": {**CHAT, **body}}
 
 
-async def post(server: NodeHTTPServer, data: dict[str, Any]) -> httpx.Response:
+async def post(
+    server: NodeHTTPServer, data: dict[str, Any], headers: dict[str, str] | None = None
+) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as http:
-        return await http.post(server.url + STREAM_PATH, json=data)
+        return await http.post(
+            server.url + STREAM_PATH, json=data, headers=AUTH if headers is None else headers
+        )
 
 
 def lines(resp: httpx.Response) -> list[dict[str, Any]]:
@@ -77,6 +93,61 @@ async def test_streams_one_line_per_chunk(server: NodeHTTPServer, agent: NodeAge
     assert chunks[-1]["done"] is True and chunks[-1]["eval_count"] > 0
     assert "".join(c["message"]["content"] for c in chunks[:-1])
     assert agent.in_flight == 0
+    assert resp.headers[INSTANCE_HEADER] == "actor-1"
+
+
+async def test_a_request_without_the_token_is_401_and_reaches_no_backend(
+    server: NodeHTTPServer, emu: RunningEmulator
+) -> None:
+    served = emu.device.counters.requests
+    resp = await post(server, payload(), headers={})
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "unauthorized" and "missing" in resp.json()["error"]
+    assert TOKEN not in resp.text
+    assert emu.device.counters.requests == served
+
+
+async def test_a_wrong_token_is_403(server: NodeHTTPServer, emu: RunningEmulator) -> None:
+    served = emu.device.counters.requests
+    for wrong in ("x", TOKEN[:-1], TOKEN + "x", ""):
+        resp = await post(server, payload(), headers={TOKEN_HEADER: wrong})
+        assert resp.status_code == 403, wrong
+        assert "wrong" in resp.json()["error"]
+    assert emu.device.counters.requests == served
+
+
+async def test_every_path_needs_the_token(server: NodeHTTPServer) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(server.url + "/")).status_code == 401
+        assert (await http.get(server.url + STREAM_PATH)).status_code == 401
+        assert (await http.get(server.url + "/", headers=AUTH)).status_code == 404
+
+
+async def test_the_server_refuses_to_run_without_a_token(agent: NodeAgent) -> None:
+    with pytest.raises(ValueError, match="token"):
+        NodeHTTPServer(agent, token="")
+
+
+async def test_a_fixed_port_is_used(agent: NodeAgent) -> None:
+    port = free_port()
+    srv = NodeHTTPServer(agent, token=TOKEN, host="127.0.0.1", port=port)
+    try:
+        assert await srv.start() == f"http://127.0.0.1:{port}"
+        busy = NodeHTTPServer(agent, token=TOKEN, host="127.0.0.1", port=port)
+        with pytest.raises(OSError):
+            await busy.start()
+        assert busy.url == ""
+    finally:
+        await srv.stop()
+
+
+def test_tokens_are_random_and_compared_exactly() -> None:
+    tokens = {new_data_token() for _ in range(20)}
+    assert len(tokens) == 20 and all(len(t) >= 40 for t in tokens)
+    token = tokens.pop()
+    assert token_matches(token, token)
+    assert not token_matches(token, token.upper()) and not token_matches(token, None)
+    assert not token_matches("", "")
 
 
 async def test_keep_alive_is_added(
@@ -157,7 +228,7 @@ async def test_draining_node_refuses_with_retryable_503(
 
 async def test_bad_request_is_400(server: NodeHTTPServer) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
-        resp = await http.post(server.url + STREAM_PATH, content=b"not json")
+        resp = await http.post(server.url + STREAM_PATH, content=b"not json", headers=AUTH)
     assert resp.status_code == 400 and resp.json()["code"] == "invalid_request"
 
 
@@ -166,7 +237,7 @@ async def test_client_going_away_frees_the_slot(
 ) -> None:
     async with (
         httpx.AsyncClient(timeout=10) as http,
-        http.stream("POST", server.url + STREAM_PATH, json=payload()) as resp,
+        http.stream("POST", server.url + STREAM_PATH, json=payload(), headers=AUTH) as resp,
     ):
         async for _ in resp.aiter_lines():
             break

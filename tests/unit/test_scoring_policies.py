@@ -314,7 +314,11 @@ def test_weights_from_settings() -> None:
 def test_default_settings_give_the_seeds_weights() -> None:
     assert weights_from(load_settings()) == ScoringWeights()
     s = load_settings()
-    assert (s.routing_policy, s.context_protection, s.vram_fallback) == ("score", "strip", False)
+    assert (s.routing_policy, s.context_protection, s.vram_fallback) == (
+        "expected_latency",
+        "strip",
+        False,
+    )
 
 
 def test_routing_policy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
