@@ -52,14 +52,14 @@ def test_served_request_trace_has_route_tokens_and_tags(endpoint: str) -> None:
     trace = _wait_trace(endpoint, r.headers["x-herd-request-id"])
     usage = r.json()["usage"]
     assert trace["status"] == "ok" and trace["http_status"] == 200
-    assert trace["node_id"] == "alpha" and trace["served_model"] == "tiny:1b"
+    assert trace["node_id"] == r.headers["x-herd-node"] and trace["served_model"] == "tiny:1b"
     assert trace["dialect"] == "openai" and trace["kind"] == "chat"
     assert trace["prompt_tokens"] == usage["prompt_tokens"]
     assert trace["completion_tokens"] == usage["completion_tokens"]
     assert trace["latency_s"] > 0 and trace["score"] is not None
     winner = [c for c in trace["candidates"] if c["winner"]]
-    assert [c["node_id"] for c in winner] == ["alpha"]
-    assert winner[0]["breakdown"] and "beta" in {c["node_id"] for c in trace["candidates"]}
+    assert [c["node_id"] for c in winner] == [trace["node_id"]]
+    assert winner[0]["breakdown"] and len(trace["candidates"]) >= 3  # alpha, beta, gamma
     assert trace["client"] == "alice"
     assert tag in trace["tags"]
 

@@ -76,7 +76,9 @@ def test_fleet_data_token_overrides_the_kv(monkeypatch: pytest.MonkeyPatch) -> N
     assert kv.puts == 0 and kv.store == {}
 
 
-def test_without_ray_the_token_is_a_clear_error() -> None:
+def test_without_ray_the_token_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The whole suite runs in one process, where integration tests connected Ray earlier.
+    monkeypatch.setattr(data_plane.internal_kv, "_internal_kv_initialized", lambda: False)
     with pytest.raises(FleetUnavailable, match="Ray cluster"):
         data_plane.data_token(load_settings())
 
