@@ -22,7 +22,13 @@ import ray
 from actors import NAMESPACE, node_actor_name
 from actors.auto_pull import auto_pull
 from actors.errors import unwrap
-from actors.node_stream import HttpBody, HttpDataPlane, ray_cancel, ray_next
+from actors.node_stream import (
+    DataPlaneUnreachable,
+    HttpBody,
+    HttpDataPlane,
+    ray_cancel,
+    ray_next,
+)
 from actors.router_link import RouterLink
 from herd.convert.ollama_response import OllamaAggregator
 from herd.errors import (
@@ -253,9 +259,14 @@ class Dispatcher(RouterLink):
                     if url:
                         handle = self.node(decision.node_id)  # its death ends the body
                         body = self._plane.body(url, decision.node_id, handle)
-                        first = await body.open(sent, decision.model)
-                        nxt, cancel = body.next_batch, body.close
-                    else:
+                        try:
+                            first = await body.open(sent, decision.model)
+                            nxt, cancel = body.next_batch, body.close
+                        except DataPlaneUnreachable:
+                            # Its address may be stale (the actor was just replaced and
+                            # its first heartbeat is not here yet): ask the actor itself.
+                            body, url = None, ""
+                    if not url:
                         gen = self.node(decision.node_id).stream.remote(sent, decision.model)
                         nxt, cancel = ray_next(gen), ray_cancel(gen)
                         try:

@@ -71,6 +71,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
 
 
+class DataPlaneUnreachable(NodeUnavailable):
+    """No connection to the node's HTTP data plane at all (nothing was sent): its address
+    may be stale, so the dispatcher tries the node's actor over Ray instead."""
+
+
 class HttpDataPlane:
     """The ingress side of the HTTP data plane: one keep-alive session per event loop,
     the shared token on every request, and a :class:`DeathWatch` per event loop."""
@@ -179,7 +184,7 @@ class HttpBody:
             try:
                 resp = await self._plane.session().post(self._url, json=payload, headers=headers)
             except (aiohttp.ClientError, OSError) as exc:
-                raise NodeUnavailable(
+                raise DataPlaneUnreachable(
                     f"node data plane unreachable ({self._node_id}): {_describe(exc)}"
                 ) from None
             self._resp = resp

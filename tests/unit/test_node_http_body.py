@@ -149,9 +149,13 @@ async def test_reset_before_the_first_chunk_is_retryable(node: Node, plane: Any)
 async def test_an_unreachable_node_is_retryable(plane: Any) -> None:
     from herd.localray import free_port
 
+    from actors.node_stream import DataPlaneUnreachable
+
     body = plane[0].body(f"http://127.0.0.1:{free_port()}", "n1")
-    with pytest.raises(NodeUnavailable, match="unreachable"):
+    # A stale address (actor just replaced): the dispatcher asks the actor over Ray.
+    with pytest.raises(DataPlaneUnreachable, match="unreachable") as caught:
         await asyncio.wait_for(body.open(REQ, "m"), 5)
+    assert isinstance(caught.value, NodeUnavailable)  # still a retryable node failure
 
 
 async def test_reset_mid_stream_is_a_backend_error_at_once(node: Node, plane: Any) -> None:
