@@ -147,9 +147,8 @@ async def test_reset_before_the_first_chunk_is_retryable(node: Node, plane: Any)
 
 
 async def test_an_unreachable_node_is_retryable(plane: Any) -> None:
-    from herd.localray import free_port
-
     from actors.node_stream import DataPlaneUnreachable
+    from herd.localray import free_port
 
     body = plane[0].body(f"http://127.0.0.1:{free_port()}", "n1")
     # A stale address (actor just replaced): the dispatcher asks the actor over Ray.
