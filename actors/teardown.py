@@ -27,6 +27,17 @@ def drain_node(node_id: str, timeout: float = 60.0) -> str:
     return f"node {node_id}: drained" if done else f"node {node_id}: drain timed out"
 
 
+def leave_fleet(node_id: str, drain_timeout: float = 60.0) -> Iterator[str]:
+    """Take one node out for good: drain it, remove its actor, and tell the router."""
+    yield drain_node(node_id, drain_timeout)
+    kill_named(node_actor_name(node_id), NAMESPACE, graceful="shutdown")
+    yield f"node {node_id}: actor removed"
+    router = get_named(ROUTER_NAME, NAMESPACE)
+    if router is not None:
+        ray.get(router.forget_node.remote(node_id), timeout=10)
+        yield f"node {node_id}: left the fleet"
+
+
 def stop_herd(settings: Settings, drain_timeout: float = 30.0) -> Iterator[str]:
     """Drain every node (in-flight requests finish), then remove Serve and the actors."""
     node_ids = _node_ids()

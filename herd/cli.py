@@ -32,7 +32,28 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         parts.append("router deployed")
     if result.get("endpoint"):
         parts.append(f"endpoint {result['endpoint']}")
-    print("; ".join(parts))
+    print("; ".join(parts), flush=True)
+    if args.foreground:
+        return _serve_until_signal(result["node"], args.drain_timeout)
+    return 0
+
+
+def _serve_until_signal(node_id: str, drain_timeout: float) -> int:
+    """Stay up (a systemd / launchd service) until SIGTERM or SIGINT, then take this
+    node out gracefully: no new requests, pending ones re-routed, in-flight ones finish."""
+    import signal
+    import threading
+
+    from actors.teardown import leave_fleet
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"node {node_id} serving; SIGTERM or Ctrl-C drains it and leaves the fleet", flush=True)
+    while not stop.wait(1.0):
+        pass
+    for line in leave_fleet(node_id, drain_timeout):
+        print(line, flush=True)
     return 0
 
 
@@ -91,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-node-id", help="pin to this Ray node (default: this machine's)")
     p.add_argument("--head", action="store_true", help="also deploy router + Serve here")
     p.add_argument("--no-head", action="store_true", help="only the NodeActor")
+    p.add_argument(
+        "--foreground",
+        action="store_true",
+        help="stay up; on SIGTERM / Ctrl-C drain this node and leave the fleet (services)",
+    )
+    p.add_argument("--drain-timeout", type=float, default=60.0)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("status", help="show the fleet")
