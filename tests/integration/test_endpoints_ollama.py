@@ -94,7 +94,13 @@ def test_list_and_ps_cover_every_model_type(oll: Any, endpoint: str) -> None:
     assert categories[MINILM] == "embedding" and categories["embedder:latest"] == "embedding"
     assert categories["tiny-sd:random"] == "image" and categories["whisper:tiny.en"] == "asr"
     assert categories["tiny:1b"] == "llm" and categories[GEMMA] == "llm"
-    assert {m.model for m in oll.ps().models} >= {"tiny:1b", MINILM}
+    # /api/ps comes from heartbeats: the MiniLM load shows up with gemma's next one.
+    wait_until(
+        lambda: {m.model for m in oll.ps().models} >= {"tiny:1b", MINILM},
+        10,
+        "MiniLM in /api/ps",
+        step=0.1,
+    )
     running = httpx.get(f"{endpoint}/api/ps").json()["models"]
     assert {(m["model"], m["node"]) for m in running} >= {("tiny:1b", "alpha"), (MINILM, "gemma")}
 
