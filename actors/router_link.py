@@ -139,6 +139,8 @@ class RouterLink:
         try:
             async with asyncio.timeout(self.settings.actor_call_timeout):
                 result: dict[str, Any] = await self.router().status.remote()
+                # This ingress's routing view: the router's version it last loaded.
+                result["ingress_view_version"] = self.view.version
                 return result
         except HerdError:
             raise

@@ -484,5 +484,6 @@ class RouterCore:
             },
             "events": list(self.events)[-50:],
             "counters": dict(self.counters),
+            "view_version": self.view_version(),  # what ingress routing views catch up to
             "time": now,
         }

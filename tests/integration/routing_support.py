@@ -112,6 +112,14 @@ def take_backend_down(fleet: Any, sim: Any, node: str) -> None:
         10,
         f"{node}'s heartbeat to report its backend down",
     )
+    # ... and the ingress, which routes over a mirror of the router's view, to know too.
+    seen = fleet.status()["view_version"]
+    wait_until(
+        lambda: fleet.status()["ingress_view_version"] >= seen,
+        10,
+        "the ingress's routing view to catch up",
+        step=0.05,
+    )
 
 
 def bring_backend_up(fleet: Any, sim: Any, node: str, wait: bool = True) -> None:

@@ -397,7 +397,7 @@ async def test_status_shape(core: RouterCore, clock: Clock) -> None:
     await core.acquire("r1", ["tiny:1b"])
     clock.advance(2)
     status = core.status()
-    assert set(status) == {"nodes", "queue", "counters", "events", "time"}
+    assert set(status) == {"nodes", "queue", "counters", "events", "view_version", "time"}
     assert status["time"] == clock()
     assert status["queue"] == {"waiting": 0, "waiting_by_model": {}, "in_flight": 1}
     assert status["counters"] == {"requests": 1, "ok": 0, "failed": 0, "retries": 0, **IDLE}
