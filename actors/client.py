@@ -28,7 +28,7 @@ from typing import Any
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.cluster import connect
 from actors.dispatch import Dispatcher
-from herd.models import Decision, InferenceRequest, RequestKind
+from herd.domain import Decision, InferenceRequest, RequestKind
 from herd.settings import Settings, load_settings
 
 

@@ -1,6 +1,6 @@
 """The HTTP data plane's Ray-side pieces: the shared token and the node's server start.
 
-The token authenticates every data-plane request (``herd.node_http.TOKEN_HEADER``).
+The token authenticates every data-plane request (``herd.node.http_server.TOKEN_HEADER``).
 ``FLEET_DATA_TOKEN`` sets it explicitly; otherwise the first process that needs it
 (normally the first ``herd deploy`` of the cluster) stores a random one under
 ``herd/data_token`` in Ray's GCS key-value store with ``overwrite=False``, so devices that
@@ -17,8 +17,8 @@ import ray
 from ray.experimental import internal_kv
 
 from herd.errors import FleetUnavailable
-from herd.node_agent import NodeAgent
-from herd.node_http import NodeHTTPServer, new_data_token
+from herd.node.agent import NodeAgent
+from herd.node.http_server import NodeHTTPServer, new_data_token
 from herd.settings import Settings
 
 log = logging.getLogger("herd.actors.data_plane")

@@ -31,6 +31,8 @@ from actors.node_stream import (
 )
 from actors.router_link import RouterLink
 from herd.convert.ollama_response import OllamaAggregator
+from herd.dispatch.prep import RoutePlan, plan_route, settle
+from herd.domain import Decision, InferenceRequest, Outcome
 from herd.errors import (
     BackendError,
     FleetUnavailable,
@@ -39,11 +41,9 @@ from herd.errors import (
     NodeUnavailable,
     Rebalanced,
 )
-from herd.models import Decision, InferenceRequest, Outcome
-from herd.request_prep import RoutePlan, plan_route, settle
-from herd.request_trace import TraceContext
 from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
+from herd.traces.context import TraceContext
 
 Chunk = dict[str, Any]
 _MARGIN = 5.0  # seconds added to node-side timeouts for the actor hop itself

@@ -3,7 +3,7 @@
 They take the same routing decision as LLM requests (the same scorer, since they
 compete for the same memory), through :meth:`actors.dispatch.Dispatcher.complete`: not
 streamed, retried on the next-best node when a node fails before answering, model
-fallbacks honoured. The node runs them on its media engines (``herd.node_media``).
+fallbacks honoured. The node runs them on its media engines (``herd.node.media``).
 
 An OpenAI image request with ``n > 1`` becomes ``n`` jobs routed independently (so they
 can spread over several nodes), each with its own request id and seed.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.dispatch import Dispatcher
-from herd.models import Decision, InferenceRequest
+from herd.domain import Decision, InferenceRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 These do not go through the scorer (they are not inference): show asks a node that
 holds the model (loaded first), pull goes to a named node or the online Ollama node with
 the most free memory, delete goes to a named node or every node that holds the model.
-Which node(s): :mod:`herd.model_ops`; here only the actor calls and their timeouts.
+Which node(s): :mod:`herd.routing.model_targets`; here only the actor calls and their timeouts.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from actors.dispatch import Dispatcher
 from actors.errors import unwrap
-from herd import model_ops
 from herd.errors import BackendError, HerdError, ModelNotFound, NodeUnavailable
+from herd.routing import model_targets as model_ops
 
 Line = dict[str, Any]
 

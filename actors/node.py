@@ -14,10 +14,10 @@ from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.data_plane import start_node_data_plane
 from actors.naming import kill_named
 from herd.backends.base import BackendState
+from herd.domain import InferenceRequest, NodeHeartbeat
 from herd.logs import configure_logging
-from herd.models import InferenceRequest, NodeHeartbeat
-from herd.node_agent import NodeAgent
-from herd.node_http import NodeHTTPServer
+from herd.node.agent import NodeAgent
+from herd.node.http_server import NodeHTTPServer
 from herd.settings import Settings
 
 log = logging.getLogger("herd.actors.node")
@@ -82,7 +82,7 @@ class NodeActor:
         """Hand back requests still waiting for a slot (the router's rebalancer)."""
         return self.agent.shed_pending(model, count)
 
-    # --- model management and media (``herd.node_models``, ``herd.node_media``) -------
+    # --- model management and media (``herd.node.model_store``, ``herd.node.media``) -------
     async def show(self, model: str, verbose: bool = False) -> dict[str, Any]:
         return await self.agent.show(model, verbose)
 

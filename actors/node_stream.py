@@ -1,5 +1,5 @@
 """How the dispatcher reads one node's answer: a Ray streaming generator or an NDJSON
-body from the node's HTTP data plane (``herd.node_http``). Both yield batches of
+body from the node's HTTP data plane (``herd.node.http_server``). Both yield batches of
 Ollama chunks; both can be cancelled.
 
 On the HTTP path a node can fail in ways Ray would otherwise report for us, so each
@@ -31,9 +31,9 @@ import ray
 from ray import exceptions as rex
 
 from actors.data_plane import data_token
+from herd.domain import InferenceRequest
 from herd.errors import BackendError, HerdError, NodeUnavailable
-from herd.models import InferenceRequest
-from herd.node_http import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_from_payload
+from herd.node.http_server import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_from_payload
 from herd.settings import Settings
 
 log = logging.getLogger("herd.actors.node_stream")
@@ -151,7 +151,7 @@ class HttpDataPlane:
 
 
 class HttpBody:
-    """One NDJSON answer from a node's HTTP data plane (``herd.node_http``)."""
+    """One NDJSON answer from a node's HTTP data plane (``herd.node.http_server``)."""
 
     def __init__(self, plane: HttpDataPlane, url: str, node_id: str) -> None:
         self._plane = plane

@@ -1,4 +1,4 @@
-"""RouterActor: the single source of truth for fleet state; wraps ``herd.routing.RouterCore``."""
+"""RouterActor: the source of truth for fleet state; wraps ``herd.routing.core.RouterCore``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.naming import get_named, kill_named
+from herd.domain import Decision, NodeHeartbeat, Outcome
 from herd.errors import BadRequest
 from herd.logs import configure_logging
-from herd.maintenance import Warm
-from herd.models import Decision, NodeHeartbeat, Outcome
-from herd.routing import RouterCore
-from herd.routing_view import Event, MirrorData
+from herd.routing.core import RouterCore
+from herd.routing.events import Event, MirrorData
+from herd.routing.maintenance import Warm
 from herd.scoring import RouteQuery
 from herd.settings import Settings
 from herd.traces.records import TraceRecord
@@ -126,7 +126,7 @@ class RouterActor:
         self.core.release(outcome)
 
     def report(self, source: str, seq: int, events: Sequence[Event]) -> None:
-        """Begin/end events an ingress routed by itself (``herd.routing_view``)."""
+        """Begin/end events an ingress routed by itself (``herd.routing.mirror``)."""
         self.core.report(source, seq, events)
 
     async def view(

@@ -1,7 +1,7 @@
 """The dispatcher's link to the RouterActor: its routing view, reports and traces.
 
 Two background tasks per event loop keep the local routing view
-(:class:`~herd.routing_view.LocalRouter`) in step with the router: one long-polls
+(:class:`~herd.routing.mirror.FleetMirror`) in step with the router: one long-polls
 ``router.view``, the other sends begin/end events in numbered batches
 (``router.report``). A third ships finished request traces (``router.record_traces``).
 """
@@ -20,7 +20,7 @@ from actors import NAMESPACE, ROUTER_NAME
 from actors.errors import unwrap
 from actors.trace_shipper import TraceShipper
 from herd.errors import BadRequest, FleetUnavailable, HerdError
-from herd.routing_view import REPORT_BATCH, LocalRouter, weights_from
+from herd.routing.mirror import REPORT_BATCH, FleetMirror, weights_from
 from herd.settings import Settings
 
 _VIEW_WAIT = 0.5  # long-poll of router.view: the router answers at once on a change
@@ -33,7 +33,7 @@ class RouterLink:
         self.settings = settings
         self._router = router
         self.local_routing = local_routing
-        self.view = LocalRouter(
+        self.view = FleetMirror(
             uuid.uuid4().hex,
             weights_from(settings),
             settings.heartbeat_timeout,

@@ -1,6 +1,6 @@
 """Ship finished request traces from a dispatcher to the RouterActor, which journals them.
 
-Traces leave the request path at once (:class:`~herd.request_trace.TraceOutbox`); a
+Traces leave the request path at once (:class:`~herd.traces.context.TraceOutbox`); a
 background task sends them in batches to ``router.record_traces`` and keeps any batch
 the router did not acknowledge, so a router restart delays traces but loses none.
 """
@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from herd.request_trace import TraceContext, TraceOutbox, current_trace
 from herd.settings import Settings
+from herd.traces.context import TraceContext, TraceOutbox, current_trace
 
 log = logging.getLogger("herd.actors.traces")
 

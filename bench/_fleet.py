@@ -1,6 +1,6 @@
 """A local herd fleet for benchmarks: one emulator, a Ray head and one worker Ray node.
 
-``local_fleet`` runs ``actors.localfleet.LocalFleet``'s steps itself because the
+``local_fleet`` runs ``launch.localfleet.LocalFleet``'s steps itself because the
 benchmark wants the head to hold only the router and Serve (``LocalFleet.start`` puts a
 NodeActor on the first Ray node) and a choice of Serve replicas.
 
@@ -59,13 +59,13 @@ def local_fleet(
     replicas: int = 1,
 ) -> Iterator[Fleet]:
     """Head (router + Serve, no NodeActor) and one worker Ray node with the NodeActor
-    over one emulator, built from ``actors.localfleet.LocalFleet``'s steps (its
+    over one emulator, built from ``launch.localfleet.LocalFleet``'s steps (its
     ``start`` puts a NodeActor on the head and always deploys one Serve replica)."""
     from actors.cluster import connect
-    from actors.localfleet import LocalFleet, NodeSpec
     from actors.router import deploy_router_actor
-    from herd.localray import free_port
     from herd.settings import NodeSettings, load_settings
+    from launch.localfleet import LocalFleet, NodeSpec
+    from launch.localray import free_port
     from serve_app.app import deploy_serve
 
     started = time.perf_counter()

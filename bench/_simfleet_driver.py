@@ -3,9 +3,9 @@
 What ``actors/dispatch.py``, ``actors/router.py`` and ``actors/node.py`` do over Ray,
 done here with direct calls on the real classes:
 
-* one :class:`herd.node_agent.NodeAgent` per emulated device (over the real
+* one :class:`herd.node.agent.NodeAgent` per emulated device (over the real
   :class:`herd.backends.ollama.OllamaBackend`) pushes a heartbeat to the real
-  :class:`herd.routing.RouterCore` every ``heartbeat_interval``, like the NodeActor's
+  :class:`herd.routing.core.RouterCore` every ``heartbeat_interval``, like the NodeActor's
   loop; each agent has its device's memory budget (``FLEET_NODE_MEMORY_BYTES``) and
   ``OLLAMA_NUM_PARALLEL``, so it reports the emulated device, not the bench machine;
 * the router's upkeep round (zombie reaper, rebalancer, pre-warm) runs every heartbeat
@@ -38,12 +38,12 @@ from typing import Any
 from herd.backends.media import MediaEngines
 from herd.backends.ollama import OllamaBackend
 from herd.convert.ollama_request import ollama_chat_request
+from herd.dispatch.prep import plan_route, settle
+from herd.domain import Decision, InferenceRequest, Outcome
 from herd.errors import BackendError, HerdError, ModelNotFound, NodeUnavailable, Rebalanced
-from herd.maintenance import Warm
-from herd.models import Decision, InferenceRequest, Outcome
-from herd.node_agent import NodeAgent
-from herd.request_prep import plan_route, settle
-from herd.routing import RouterCore
+from herd.node.agent import NodeAgent
+from herd.routing.core import RouterCore
+from herd.routing.maintenance import Warm
 from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
 from herd.wire.ollama import ChatRequest

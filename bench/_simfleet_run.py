@@ -22,7 +22,7 @@ from _simfleet_hosts import EmulatorHost, sim_state
 from _simfleet_profiles import fleet_profiles
 from _simfleet_workloads import Workload
 
-from herd.routing import RouterCore
+from herd.routing.core import RouterCore
 from herd.settings import Settings, load_settings
 from herd.sim import SimProfile
 

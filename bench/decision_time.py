@@ -1,4 +1,4 @@
-"""Decision time: one routing decision (``herd.routing_view.decide``) per policy.
+"""Decision time: one routing decision (``herd.routing.mirror.decide``) per policy.
 
 A synthetic heterogeneous fleet of N nodes (memory 8..192 GiB, 1..4 parallel slots,
 eight models on disk, one to three loaded, requests in flight) with a PerfBook fed
@@ -23,8 +23,8 @@ import random
 import statistics
 import time
 
-from herd.models import FleetSnapshot, LoadedModel, ModelOnDisk, NodeHeartbeat, NodeView
-from herd.routing_view import decide
+from herd.domain import FleetSnapshot, LoadedModel, ModelOnDisk, NodeHeartbeat, NodeView
+from herd.routing.decide import decide
 from herd.scoring import POLICY_NAMES, RouteQuery, ScoringWeights
 from herd.scoring.perf import PerfBook
 

@@ -84,7 +84,7 @@ class HopProbe:
     async def run(self, n: int, warmup: int) -> dict[str, list[float]]:
         import aiohttp
 
-        from herd.models import Outcome
+        from herd.domain import Outcome
 
         router = self.dispatcher.router()
         node = self.dispatcher.node(self.node_id)
@@ -173,8 +173,8 @@ class HopProbe:
 
     async def _local_decision(self, node: Any) -> dict[str, list[float]]:
         """A RouterCore in this process: what a decision costs without the actor call."""
-        from herd.models import Outcome
-        from herd.routing import RouterCore
+        from herd.domain import Outcome
+        from herd.routing.core import RouterCore
 
         core = RouterCore(self.settings)
         core.heartbeat(await node.push_heartbeat.remote())
@@ -199,7 +199,7 @@ class HopProbe:
         """Pickling the objects that cross actor boundaries on every request."""
         from ray import cloudpickle
 
-        from herd.models import Decision
+        from herd.domain import Decision
 
         req = _chat_request(raw)
         decision = Decision(
@@ -246,7 +246,7 @@ class ProbeIngress:
         if self._core is None:
             import asyncio
 
-            from herd.routing import RouterCore
+            from herd.routing.core import RouterCore
 
             core = RouterCore(self.settings)
             node = self.dispatcher.node(self.node_id)
@@ -307,7 +307,7 @@ class ProbeIngress:
 
         @app.post("/local")
         async def local(request: Request) -> Response:
-            from herd.models import Outcome
+            from herd.domain import Outcome
 
             req = _chat_request(await request.body())
             core = await self._local_core()

@@ -21,7 +21,7 @@ TOGGLES = ("auto_pull", "vram_fallback")
 
 class Fleet(Protocol):
     async def status(self) -> dict[str, Any]:
-        """``herd.routing.RouterCore.status()``; nodes may add ``is_router`` (bool) and
+        """``herd.routing.core.RouterCore.status()``; nodes may add ``is_router`` (bool) and
         ``model_details`` (``[{"name", "size"}]``, disk sizes); or the top level may hold
         ``router_node_id``."""
         ...

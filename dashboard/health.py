@@ -1,6 +1,6 @@
 """Automated fleet health checks (pure): each says what is wrong, why it matters, what to do.
 
-Inputs: ``status``, the fleet status dict (``herd.routing.RouterCore.status``: nodes,
+Inputs: ``status``, the fleet status dict (``herd.routing.core.RouterCore.status``: nodes,
 queue, counters, recent router ``events``), and ``traffic``, the trace aggregates of the
 recent window (``dashboard.queries_traces.health_inputs``). :func:`run_checks` runs every
 check and returns ``{"checked_at", "status", "checks"}``; each check is

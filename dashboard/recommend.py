@@ -1,6 +1,6 @@
 """Model mix per node (pure): what each device should keep, from its hardware and usage.
 
-:func:`recommend` takes the fleet status (``herd.routing.RouterCore.status``) and the
+:func:`recommend` takes the fleet status (``herd.routing.core.RouterCore.status``) and the
 fleet's recent usage (``{model: requests}``) and returns, per node, a set of models that
 fits its memory budget (``memory * BUDGET_FRACTION``, the rest is for the OS, KV cache
 and apps): first the models the fleet actually uses (most requested first), then one
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from herd.models import canonical_model
+from herd.domain import canonical_model
 
 GB = 1024**3
 BUDGET_FRACTION = 0.7

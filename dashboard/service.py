@@ -77,7 +77,7 @@ Async (fleet)
 -------------
 ``async live() -> dict``  what ``/dashboard/events`` pushes every ~2 s:
     ``fleet.status()`` (``{"nodes": [...], "queue": {"waiting", "in_flight"},
-    "counters", "time"}``, see ``herd.routing.RouterCore.status``) plus
+    "counters", "time"}``, see ``herd.routing.core.RouterCore.status``) plus
     ``"overview": overview(hours=1)``.
 ``async health() -> dict``  ``{"checked_at", "status": "healthy"|"warning"|"critical",
     "checks": [{"id", "severity": "ok"|"info"|"warning"|"critical", "title",
@@ -116,8 +116,8 @@ from dashboard import queries_traces as qt
 from dashboard.fleet import TOGGLES, Fleet
 from dashboard.health import Thresholds, run_checks
 from dashboard.recommend import recommend
+from herd.domain import canonical_model
 from herd.errors import BadRequest
-from herd.models import canonical_model
 from herd.traces.records import TRACE_STATUSES
 from herd.traces.store import TraceStore
 

@@ -17,7 +17,6 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from herd import model_ops
 from herd.convert.media import (
     herd_transcription,
     image_headers,
@@ -27,6 +26,7 @@ from herd.convert.media import (
     transcribe_request,
 )
 from herd.errors import ModelNotFound
+from herd.routing import model_targets as model_ops
 from herd.wire.media import (
     TranscriptionRequest,
     parse_generate_image_request,

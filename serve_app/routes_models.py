@@ -17,8 +17,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from actors.model_ops import Pull
 from herd import convert
+from herd.domain import ModelOnDisk, canonical_model
 from herd.errors import BackendError, HerdError, ModelNotFound
-from herd.models import ModelOnDisk, canonical_model
 from herd.wire.ollama_models import parse_delete_request, parse_pull_request, parse_show_request
 from serve_app.service import NDJSON, HerdService, json_response
 

@@ -20,8 +20,8 @@ from actors.dispatch_media import MediaDispatch
 from actors.model_ops import ModelOps
 from herd import convert
 from herd.convert.encode import dumps
+from herd.domain import Decision, InferenceRequest
 from herd.errors import BadRequest, HerdError, PayloadTooLarge
-from herd.models import Decision, InferenceRequest
 from herd.settings import Settings
 
 JSON = "application/json; charset=utf-8"

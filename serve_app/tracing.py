@@ -1,6 +1,6 @@
 """ASGI middleware that gives every inference request a trace, whatever happens to it.
 
-It opens a :class:`~herd.request_trace.TraceContext` before the route runs (the
+It opens a :class:`~herd.traces.context.TraceContext` before the route runs (the
 dispatcher fills in the request, routing decisions and the answer), watches the
 response go out (status code; the error message of a 4xx/5xx body; whether the last
 byte was sent or the client went away) and closes the trace into the dispatcher's
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from actors.trace_shipper import TraceShipper
-from herd.request_trace import TraceContext, current_trace
+from herd.traces.context import TraceContext, current_trace
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

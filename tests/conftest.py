@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from actors.localfleet import LocalFleet, NodeSpec
+    from launch.localfleet import LocalFleet, NodeSpec
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     tmp = tmp_path_factory.mktemp("fleet")
@@ -87,7 +87,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def _free_port() -> int:
-    from herd.localray import free_port
+    from launch.localray import free_port
 
     return free_port()
 

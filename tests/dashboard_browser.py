@@ -148,7 +148,7 @@ def serve(app: Any) -> Iterator[str]:
     """Run an ASGI app with uvicorn on a free loopback port in a thread; yields its URL."""
     import uvicorn
 
-    from herd.localray import free_port, wait_until
+    from launch.localray import free_port, wait_until
 
     port = free_port()
     config = uvicorn.Config(

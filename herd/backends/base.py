@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from herd.models import BackendKind, LoadedModel, ModelOnDisk, RequestKind
+from herd.domain import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 
 
 @dataclass(frozen=True, slots=True)

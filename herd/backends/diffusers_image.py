@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from herd.backends.media_engine_base import ImageJob, LocalImageEngine, Picture
 from herd.backends.media_util import dir_size, has_module, hf_offline, model_dirs, modified_at
-from herd.models import ModelOnDisk
+from herd.domain import ModelOnDisk
 
 if TYPE_CHECKING:
     from herd.settings import Settings

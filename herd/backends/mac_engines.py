@@ -37,8 +37,8 @@ from herd.backends.media_engine_base import (
     Picture,
     Transcript,
 )
+from herd.domain import ModelOnDisk
 from herd.errors import BackendError
-from herd.models import ModelOnDisk
 
 if TYPE_CHECKING:
     from herd.settings import Settings

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
-from herd.models import LoadedModel, ModelOnDisk, canonical_model
+from herd.domain import LoadedModel, ModelOnDisk, canonical_model
 
 if TYPE_CHECKING:
     from herd.settings import Settings

@@ -24,8 +24,8 @@ from herd.backends.media_util import (
     run_job,
     seed_to_use,
 )
+from herd.domain import LoadedModel, ModelOnDisk, canonical_model
 from herd.errors import ModelNotFound
-from herd.models import LoadedModel, ModelOnDisk, canonical_model
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
+from herd.domain import LoadedModel
 from herd.errors import BackendError, BackendTimeout, BadRequest, HerdError
-from herd.models import LoadedModel
 
 log = logging.getLogger(__name__)
 

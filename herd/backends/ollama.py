@@ -13,8 +13,8 @@ import aiohttp
 from herd.backends.base import BackendState
 from herd.backends.http_errors import error_for_status
 from herd.backends.media import model_category
+from herd.domain import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 from herd.errors import BackendError, BackendTimeout, HerdError
-from herd.models import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 
 _PATHS: dict[str, str] = {
     "chat": "/api/chat",

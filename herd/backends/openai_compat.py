@@ -24,8 +24,8 @@ import aiohttp
 
 from herd.backends.base import BackendState
 from herd.backends.http_errors import error_for_status, error_message
+from herd.domain import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 from herd.errors import BackendError, BackendTimeout, BadRequest, HerdError
-from herd.models import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 
 JSON = dict[str, Any]
 _OPTIONS: tuple[str, ...] = ("temperature", "top_p", "top_k", "min_p", "seed")

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from herd.backends.media_engine_base import LocalAsrEngine, Transcript
 from herd.backends.media_util import ModelDir, find_model_dirs, has_module, hf_offline
+from herd.domain import ModelOnDisk
 from herd.errors import BadRequest
-from herd.models import ModelOnDisk
 
 if TYPE_CHECKING:
     from herd.settings import Settings

@@ -1,7 +1,7 @@
 """Format conversion between the client dialects and the internal Ollama-native form.
 
 Requests: ``ollama_*_request`` / ``openai_*_request`` turn a parsed wire model
-(:mod:`herd.wire`) into an :class:`herd.models.InferenceRequest`.
+(:mod:`herd.wire`) into an :class:`herd.domain.InferenceRequest`.
 Responses: Ollama chunks -> NDJSON lines or one folded body (Ollama dialect), SSE
 events or ``chat.completion`` / ``text_completion`` / embedding / model objects
 (OpenAI dialect), and each dialect's error body.

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from herd.convert.routing import fallback_chain, request_tags
-from herd.models import Dialect, InferenceRequest
+from herd.domain import Dialect, InferenceRequest
 from herd.wire.media import (
     GenerateImageRequest,
     ImageGenerationRequest,

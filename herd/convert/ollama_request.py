@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from herd.convert.routing import HERD_BODY_FIELDS, inference_request
-from herd.models import InferenceRequest
+from herd.domain import InferenceRequest
 from herd.wire.common import HerdFields
 from herd.wire.ollama import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from herd.convert.encode import dumps
+from herd.domain import ModelOnDisk, canonical_model
 from herd.errors import BackendError
-from herd.models import ModelOnDisk, canonical_model
 
 FoldKind = Literal["chat", "generate"]
 

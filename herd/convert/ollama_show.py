@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from herd.models import ModelOnDisk
+from herd.domain import ModelOnDisk
 
 EPOCH = "1970-01-01T00:00:00Z"
 

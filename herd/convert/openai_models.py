@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from herd.models import ModelOnDisk, canonical_model
+from herd.domain import ModelOnDisk, canonical_model
 
 
 def unix_seconds(timestamp: str) -> int:

@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from herd.convert.routing import inference_request
+from herd.domain import InferenceRequest
 from herd.errors import BadRequest
-from herd.models import InferenceRequest
 from herd.wire.openai import (
     REASONING_EFFORT,
     AudioPart,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from herd.models import Dialect, InferenceRequest, RequestKind, canonical_model
+from herd.domain import Dialect, InferenceRequest, RequestKind, canonical_model
 from herd.wire.common import HerdFields
 
 CHARS_PER_TOKEN = 4

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 
-from herd.models import ModelOnDisk
+from herd.domain import ModelOnDisk
 
 _UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
 _PARAMS = re.compile(r"(?:(\d+)x)?(\d+(?:\.\d+)?)([kmbt])(?![a-z])")

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from herd.models import LoadedModel, NodeHeartbeat, canonical_model
+from herd.domain import LoadedModel, NodeHeartbeat, canonical_model
 from herd.scoring.categories import category_of
 from herd.scoring.query import positive_int
 

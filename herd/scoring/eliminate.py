@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from herd.models import NodeView
+from herd.domain import NodeView
 from herd.scoring.fleet_context import ScoreContext, needed_bytes, room_for_load
 from herd.scoring.query import RouteQuery
 from herd.scoring.weights import ScoringWeights

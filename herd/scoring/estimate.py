@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herd.models import NodeView
+from herd.domain import NodeView
 from herd.scoring.fleet_context import ScoreContext, model_bytes
 from herd.scoring.query import RouteQuery
 from herd.scoring.weights import ScoringWeights

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from herd.models import EMPTY_PERF, FleetSnapshot, ModelPerf, NodeView, PerfStats
+from herd.domain import EMPTY_PERF, FleetSnapshot, ModelPerf, NodeView, PerfStats
 from herd.scoring.query import RouteQuery
 from herd.scoring.weights import ScoringWeights
 

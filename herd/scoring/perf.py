@@ -10,7 +10,7 @@ model), from finished requests and heartbeats:
 * mean service time (prompt eval + generation) and mean answer length;
 * the model's size in memory while loaded, and when it was last unloaded ("warm").
 
-:meth:`PerfBook.freeze` returns a frozen :class:`~herd.models.PerfStats` for
+:meth:`PerfBook.freeze` returns a frozen :class:`~herd.domain.PerfStats` for
 scoring (and for ingress replicas). It is cached until the next change, and a change
 only rebuilds the entries it touched, so freezing after every outcome stays cheap.
 """
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from herd.models import (
+from herd.domain import (
     FleetModelPerf,
     ModelPerf,
     NodeHeartbeat,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from herd.models import CandidateScore, FleetSnapshot, NodeView
+from herd.domain import CandidateScore, FleetSnapshot, NodeView
 from herd.scoring.eliminate import DEFAULT_ELIMINATORS, Eliminator, eliminate
 from herd.scoring.fleet_context import ScoreContext, build_context
 from herd.scoring.query import RouteQuery

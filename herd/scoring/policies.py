@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from herd.models import CandidateScore, FleetSnapshot, NodeView
+from herd.domain import CandidateScore, FleetSnapshot, NodeView
 from herd.scoring.eliminate import eliminate
 from herd.scoring.estimate import estimate
 from herd.scoring.fleet_context import ScoreContext, build_context

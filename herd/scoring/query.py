@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from herd.models import InferenceRequest, canonical_model
+from herd.domain import InferenceRequest, canonical_model
 
 
 def positive_int(value: Any) -> int | None:

@@ -1,7 +1,7 @@
 """Scoring signals: small pure functions ``(node, query, ctx, now, weights) -> points``.
 
 Each documents what it rewards and its range (with the default weights). Weights come
-from settings (``FLEET_SCORE_*``, see :func:`herd.routing_view.weights_from`). The
+from settings (``FLEET_SCORE_*``, see :func:`herd.routing.decide.weights_from`). The
 seed's policy adds them up; the highest total wins.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from herd.models import NodeView
+from herd.domain import NodeView
 from herd.scoring.fleet_context import ScoreContext, needed_bytes
 from herd.scoring.query import RouteQuery
 from herd.scoring.weights import ScoringWeights

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from herd.models import FleetSnapshot, ModelOnDisk, NodeView, canonical_model
+from herd.domain import FleetSnapshot, ModelOnDisk, NodeView, canonical_model
 from herd.scoring.categories import category_of, parameter_count, size_distance
 
 

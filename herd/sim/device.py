@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from herd.models import canonical_model
+from herd.domain import canonical_model
 from herd.sim.faults import FaultInjector
 from herd.sim.profile import GIB, SimModel, SimProfile
 from herd.sim.protocol import (

@@ -31,7 +31,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from herd.models import canonical_model
+from herd.domain import canonical_model
 from herd.sim.profile import FaultKind, FaultSpec
 
 DEFAULT_MESSAGES: dict[FaultKind, str] = {

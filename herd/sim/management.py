@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from herd.models import canonical_model
+from herd.domain import canonical_model
 from herd.sim.device import Device, DiskEntry
 from herd.sim.profile import SimModel
 from herd.sim.protocol import OllamaError, check_fields, local_time, not_found, require_model

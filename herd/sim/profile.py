@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from herd.models import canonical_model
+from herd.domain import canonical_model
 
 Capability = Literal["completion", "tools", "thinking", "embedding", "vision", "insert"]
 FaultKind = Literal["fail_before", "fail_mid_stream", "hang", "slow", "down"]

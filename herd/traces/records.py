@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from herd.models import CandidateScore, Decision
+from herd.domain import CandidateScore, Decision
 
 TraceStatus = Literal["ok", "error", "rejected", "disconnected"]
 TRACE_STATUSES: tuple[str, ...] = ("ok", "error", "rejected", "disconnected")

@@ -30,7 +30,7 @@ from dashboard_browser import (
 from playwright.sync_api import expect
 
 from dashboard.views.common import fmt_int, fmt_rate, fmt_score, fmt_seconds
-from herd.localray import wait_until
+from launch.localray import wait_until
 
 pytestmark = pytest.mark.integration
 

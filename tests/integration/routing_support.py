@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from herd.localray import wait_until
+from launch.localray import wait_until
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herd.localray import wait_until
+from launch.localray import wait_until
 
 pytestmark = pytest.mark.integration
 

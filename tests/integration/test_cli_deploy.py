@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from herd.localray import wait_until
 from herd.sim.profile import MIB, SimModel
 from herd.sim.testing import fast_profile
+from launch.localray import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def _herd(
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "herd.cli", *args, "--address", fleet.cluster.address],
+        [sys.executable, "-m", "launch.cli", *args, "--address", fleet.cluster.address],
         capture_output=True,
         text=True,
         timeout=180,
@@ -71,7 +71,7 @@ def test_deploy_status_and_drain_a_new_node(fleet: Any, tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "herd.cli",
+                "launch.cli",
                 "drain",
                 "delta",
                 "--timeout",

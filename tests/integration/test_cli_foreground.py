@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from herd.localray import wait_until
 from herd.sim.profile import MIB, SimModel
 from herd.sim.testing import fast_profile
+from launch.localray import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def test_sigterm_drains_the_node_and_it_leaves(fleet: Any, tmp_path: Path) -> No
         "FLEET_HEARTBEAT_OFFLINE": "2",
     }
     cmd = [
-        sys.executable, "-m", "herd.cli", "deploy", "--foreground", "--no-head",
+        sys.executable, "-m", "launch.cli", "deploy", "--foreground", "--no-head",
         "--node-name", "epsilon", "--ray-node-id", fleet.ray_node_id("beta"),
         "--address", fleet.cluster.address, "--drain-timeout", "30",
     ]  # fmt: skip

@@ -10,7 +10,7 @@ import httpx
 import ollama
 import pytest
 
-from herd.localray import wait_until
+from launch.localray import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import ollama
 import openai
 import pytest
 
-from herd.localray import wait_until
+from launch.localray import wait_until
 
 pytestmark = pytest.mark.integration
 

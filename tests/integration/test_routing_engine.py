@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from herd.localray import wait_until
+from launch.localray import wait_until
 
 from .routing_support import (
     MESSAGES,

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from actors.teardown import drain_node
-from herd.localray import wait_until
+from launch.localray import wait_until
+from launch.teardown import drain_node
 
 from .routing_support import (
     bring_backend_up,

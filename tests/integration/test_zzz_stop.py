@@ -18,7 +18,7 @@ def test_herd_stop_removes_router_nodes_and_endpoint(fleet: Any) -> None:
         [
             sys.executable,
             "-m",
-            "herd.cli",
+            "launch.cli",
             "stop",
             "--drain-timeout",
             "5",

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from herd.localray import free_port
-from herd.models import LoadedModel, ModelOnDisk, NodeHeartbeat
-from herd.routing import RouterCore
+from herd.domain import LoadedModel, ModelOnDisk, NodeHeartbeat
+from herd.routing.core import RouterCore
 from herd.settings import load_settings
-from herd.status_table import render_status
+from launch.localray import free_port
+from launch.status_table import render_status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -32,7 +32,7 @@ def run_herd(
     clean["FLEET_DATA_DIR"] = str(tmp / "data")
     clean.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "herd.cli", *args],
+        [sys.executable, "-m", "launch.cli", *args],
         cwd=REPO_ROOT,
         env=clean,
         capture_output=True,

@@ -1,5 +1,5 @@
 """Media conversions (herd/convert/media.py, herd/convert/ollama_show.py) and the choice of
-nodes for model management (herd/model_ops.py)."""
+nodes for model management (herd/routing/model_targets.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from herd import model_ops
 from herd.convert.media import (
     herd_transcription,
     image_headers,
@@ -22,8 +21,9 @@ from herd.convert.media import (
     vtt,
 )
 from herd.convert.ollama_show import capabilities, show_body
+from herd.domain import ModelOnDisk
 from herd.errors import BadRequest, ModelNotFound, NoCapacity, NodeUnavailable
-from herd.models import ModelOnDisk
+from herd.routing import model_targets as model_ops
 from herd.wire.media import (
     parse_generate_image_request,
     parse_image_generation_request,

@@ -15,7 +15,7 @@ from herd.convert import (
     ollama_generate_request,
     request_tags,
 )
-from herd.models import InferenceRequest
+from herd.domain import InferenceRequest
 from herd.wire import (
     parse_chat_request,
     parse_embed_request,

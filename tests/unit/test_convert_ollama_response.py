@@ -18,8 +18,8 @@ from herd.convert import (
     ollama_error_body,
     ollama_tags_body,
 )
+from herd.domain import ModelOnDisk
 from herd.errors import BackendError
-from herd.models import ModelOnDisk
 
 TS = "2025-07-07T20:22:19.184789Z"
 METRICS = {

@@ -24,7 +24,7 @@ from herd.convert import (
     openai_model,
     openai_model_list,
 )
-from herd.models import ModelOnDisk
+from herd.domain import ModelOnDisk
 
 KW: dict[str, Any] = {"model": "llama3.2", "created": 1751919773, "completion_id": "chatcmpl-1"}
 METRICS = {"prompt_eval_count": 169, "eval_count": 18}

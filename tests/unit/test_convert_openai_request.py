@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from herd.convert import openai_chat_request
+from herd.domain import InferenceRequest
 from herd.errors import BadRequest
-from herd.models import InferenceRequest
 from herd.wire import (
     parse_chat_completion_request,
 )

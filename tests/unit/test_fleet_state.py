@@ -1,4 +1,4 @@
-"""FleetState (herd/fleet.py): statuses by heartbeat age, Ray node deaths, in-flight
+"""FleetState (herd/routing/fleet.py): statuses by heartbeat age, Ray node deaths, in-flight
 book-keeping, snapshot caching and known_model. ``now`` is always passed explicitly."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from herd.fleet import FleetState, InFlight
-from herd.models import LoadedModel, ModelOnDisk, NodeHeartbeat
+from herd.domain import LoadedModel, ModelOnDisk, NodeHeartbeat
+from herd.routing.fleet import FleetState, InFlight
 
 TIMEOUT = 15.0
 OFFLINE = 30.0

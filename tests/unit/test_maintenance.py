@@ -1,4 +1,4 @@
-"""Pure planners of the router's upkeep (herd/maintenance.py): rebalancer, pre-warm, reaper."""
+"""Pure planners of the router upkeep (herd/routing/maintenance.py): rebalance, pre-warm, reap."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from herd.fleet import InFlight
-from herd.maintenance import (
+from herd.domain import FleetSnapshot, LoadedModel, ModelOnDisk, NodeHeartbeat, NodeView
+from herd.routing.fleet import InFlight
+from herd.routing.maintenance import (
     Move,
     Warm,
     find_zombies,
@@ -15,7 +16,6 @@ from herd.maintenance import (
     plan_rebalance,
     queued_by_model,
 )
-from herd.models import FleetSnapshot, LoadedModel, ModelOnDisk, NodeHeartbeat, NodeView
 
 GB = 1024**3
 NOW = 50_000.0

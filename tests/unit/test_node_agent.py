@@ -1,4 +1,4 @@
-"""NodeAgent (herd/node_agent.py) against the in-process Ollama emulator, without Ray."""
+"""NodeAgent (herd/node/agent.py) against the in-process Ollama emulator, without Ray."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import httpx
 import pytest
 
 from herd.backends.ollama import OllamaBackend
+from herd.domain import InferenceRequest, RequestKind
 from herd.errors import BackendError, BackendTimeout, NodeUnavailable
-from herd.localray import free_port
-from herd.models import InferenceRequest, RequestKind
-from herd.node_agent import NodeAgent
+from herd.node.agent import NodeAgent
 from herd.settings import Settings, load_settings
 from herd.sim import RunningEmulator, start_emulator
 from herd.sim.profile import FaultSpec
 from herd.sim.testing import fast_profile
+from launch.localray import free_port
 
 FIRST_CHUNK_TIMEOUT = 0.5
 

@@ -1,4 +1,4 @@
-"""The node's HTTP data plane (herd/node_http.py) against the in-process emulator."""
+"""The node's HTTP data plane (herd/node/http_server.py) against the in-process emulator."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 
 from herd.backends.ollama import OllamaBackend
 from herd.errors import BackendError, BackendTimeout, ModelNotFound, NodeUnavailable
-from herd.localray import free_port
-from herd.node_agent import NodeAgent
-from herd.node_http import (
+from herd.node.agent import NodeAgent
+from herd.node.http_server import (
     INSTANCE_HEADER,
     STREAM_PATH,
     TOKEN_HEADER,
@@ -29,6 +28,7 @@ from herd.settings import load_settings
 from herd.sim import RunningEmulator, start_emulator
 from herd.sim.profile import FaultSpec
 from herd.sim.testing import fast_profile
+from launch.localray import free_port
 
 CHAT = {"messages": [{"role": "user", "content": "Tell me about herds."}]}
 TOKEN = "unit-test-data-token-0123456789"

@@ -14,9 +14,9 @@ from aiohttp import web
 from ray import exceptions as rex
 
 from actors.node_stream import DeathWatch, HttpBody, HttpDataPlane
+from herd.domain import InferenceRequest
 from herd.errors import BackendError, ModelNotFound, NodeUnavailable
-from herd.models import InferenceRequest
-from herd.node_http import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_payload
+from herd.node.http_server import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_payload
 from herd.settings import load_settings
 
 TOKEN = "unit-test-data-token-0123456789"
@@ -148,7 +148,7 @@ async def test_reset_before_the_first_chunk_is_retryable(node: Node, plane: Any)
 
 async def test_an_unreachable_node_is_retryable(plane: Any) -> None:
     from actors.node_stream import DataPlaneUnreachable
-    from herd.localray import free_port
+    from launch.localray import free_port
 
     body = plane[0].body(f"http://127.0.0.1:{free_port()}", "n1")
     # A stale address (actor just replaced): the dispatcher asks the actor over Ray.

@@ -1,4 +1,4 @@
-"""Media engines and model management on a node (herd/node_media.py, herd/node_models.py,
+"""Media engines and model management on a node (herd/node/media.py, herd/node/model_store.py,
 the NodeAgent hooks and OllamaBackend's show/pull/delete/generate_image), without Ray:
 fake engines, the in-process Ollama emulator, and a tiny fake Ollama for images."""
 
@@ -14,10 +14,10 @@ from aiohttp import web
 
 from herd.backends.media import EmbedResult, ImageResult, MediaEngines, TranscriptResult
 from herd.backends.ollama import OllamaBackend, category_of
+from herd.domain import InferenceRequest, LoadedModel, ModelOnDisk, RequestKind
 from herd.errors import BackendError, BadRequest, ModelNotFound
-from herd.models import InferenceRequest, LoadedModel, ModelOnDisk, RequestKind
-from herd.node_agent import NodeAgent
-from herd.node_media import NodeMedia
+from herd.node.agent import NodeAgent
+from herd.node.media import NodeMedia
 from herd.settings import load_settings
 from herd.sim import RunningEmulator, start_emulator
 from herd.sim.testing import fast_profile

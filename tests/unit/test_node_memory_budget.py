@@ -6,7 +6,7 @@ from pathlib import Path
 
 from test_node_agent import make_settings
 
-from herd.node_agent import NodeAgent
+from herd.node.agent import NodeAgent
 from herd.sim import start_emulator
 from herd.sim.testing import MIB, fast_profile
 
@@ -45,7 +45,7 @@ async def test_without_a_budget_the_os_memory_is_reported(tmp_path: Path) -> Non
 
 
 def test_budget_pressure_is_relative_only() -> None:
-    from herd.sysmetrics import classify_memory_pressure
+    from herd.node.sysmetrics import classify_memory_pressure
 
     gib = 1024 * MIB
     assert classify_memory_pressure(2 * gib, gib // 2, floor=0) == "normal"  # 25 % free

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from herd.errors import NodeUnavailable, Rebalanced
-from herd.node_slots import SlotGate
+from herd.node.slots import SlotGate
 
 
 async def _until(cond, limit: int = 1000) -> None:

@@ -1,4 +1,4 @@
-"""The dispatcher's steps around a decision (herd/request_prep.py): VRAM-aware fallback,
+"""The dispatcher's steps around a decision (herd/dispatch/prep.py): VRAM-aware fallback,
 context protection, and the decision naming the model that really serves."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from herd.models import (
+from herd.dispatch.prep import plan_route, settle
+from herd.domain import (
     Decision,
     FleetSnapshot,
     InferenceRequest,
@@ -16,7 +17,6 @@ from herd.models import (
     NodeHeartbeat,
     NodeView,
 )
-from herd.request_prep import plan_route, settle
 
 QWEN8 = ModelOnDisk("qwen3:8b", family="qwen3", parameter_size="8.2B")
 QWEN32 = ModelOnDisk("qwen3:32b", family="qwen3", parameter_size="32.8B")

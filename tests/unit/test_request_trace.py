@@ -11,9 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from actors.trace_shipper import TraceShipper
-from herd.models import CandidateScore, Decision, InferenceRequest
-from herd.request_trace import TraceContext, TraceOutbox, current_trace
+from herd.domain import CandidateScore, Decision, InferenceRequest
 from herd.settings import load_settings
+from herd.traces.context import TraceContext, TraceOutbox, current_trace
 from herd.traces.records import TraceRecord
 from serve_app.tracing import TraceMiddleware, error_message
 

@@ -1,4 +1,4 @@
-"""RouterCore (herd/routing.py): decisions, fallbacks, the holding queue, outcomes, reads.
+"""RouterCore (herd/routing/core.py): decisions, fallbacks, the holding queue, outcomes, reads.
 
 The router's clock is a fake the tests move; the holding queue's wake-ups are real
 asyncio events, so a waiting request must complete promptly after a heartbeat."""
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from herd.domain import Decision, LoadedModel, ModelOnDisk, NodeHeartbeat, Outcome
 from herd.errors import ModelNotFound, NoCapacity
-from herd.models import Decision, LoadedModel, ModelOnDisk, NodeHeartbeat, Outcome
-from herd.routing import RouterCore
+from herd.routing.core import RouterCore
 from herd.settings import Settings, load_settings
 from herd.sim.testing import wait_for
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from herd.errors import ModelNotFound
-from herd.routing import RouterCore
+from herd.routing.core import RouterCore
 from herd.sim.testing import wait_for
 from tests.unit.test_router_core import Clock, hb, make_settings
 

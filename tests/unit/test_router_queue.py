@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from test_router_core import Clock, hb, make_settings
 
-from herd.models import Decision
-from herd.routing import RouterCore
+from herd.domain import Decision
+from herd.routing.core import RouterCore
 from herd.sim.testing import wait_for
 
 
@@ -115,7 +115,7 @@ async def test_round_robin_takes_turns(clock: Clock) -> None:
 
 
 async def test_a_moved_attempt_is_neither_served_nor_failed(core: RouterCore) -> None:
-    from herd.models import Outcome
+    from herd.domain import Outcome
 
     core.heartbeat(hb("a", loaded=("tiny:1b",)))
     await core.acquire("r1", ["tiny:1b"])

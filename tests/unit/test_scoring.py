@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from herd.models import (
+from herd.domain import (
     EMPTY_PERF,
     FleetModelPerf,
     FleetSnapshot,

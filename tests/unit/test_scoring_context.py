@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from herd.models import LoadedModel, ModelOnDisk, NodeHeartbeat
+from herd.domain import LoadedModel, ModelOnDisk, NodeHeartbeat
 from herd.scoring.context import ContextMode, find_upgrade, protect_context
 
 

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from herd.models import LoadedModel, ModelOnDisk, NodeHeartbeat, Outcome, PerfStats
+from herd.domain import LoadedModel, ModelOnDisk, NodeHeartbeat, Outcome, PerfStats
 from herd.scoring.perf import PerfBook, metrics_from_final_chunk, quantile
 
 GIB = 1024**3

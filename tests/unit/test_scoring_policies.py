@@ -7,8 +7,7 @@ from typing import Any, get_args
 import pytest
 from test_scoring import GIB, NOW, W, node, perf_of, snap
 
-from herd.errors import ConfigError
-from herd.models import (
+from herd.domain import (
     FleetModelPerf,
     InferenceRequest,
     LoadedModel,
@@ -18,7 +17,8 @@ from herd.models import (
     NodeView,
     PerfStats,
 )
-from herd.routing_view import decide, weights_from
+from herd.errors import ConfigError
+from herd.routing.decide import decide, weights_from
 from herd.scoring import POLICIES, POLICY_NAMES, RouteQuery, ScoringWeights, policy_named
 from herd.scoring.estimate import estimate
 from herd.scoring.fleet_context import build_context

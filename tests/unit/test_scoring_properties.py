@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from test_scoring import GIB, NOW, W, node
 from test_scoring_signals import RANGES
 
-from herd.models import (
+from herd.domain import (
     FleetModelPerf,
     FleetSnapshot,
     LoadedModel,

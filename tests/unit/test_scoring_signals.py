@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_scoring import GIB, NOW, W, node, perf_of, snap
 
-from herd.models import (
+from herd.domain import (
     EMPTY_PERF,
     FleetModelPerf,
     LoadedModel,

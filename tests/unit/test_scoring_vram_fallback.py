@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from test_scoring import GIB, node, snap
 
-from herd.models import LoadedModel, ModelOnDisk
+from herd.domain import LoadedModel, ModelOnDisk
 from herd.scoring.categories import model_category, parameter_count, size_distance
 from herd.scoring.vram_fallback import requested_in_body, vram_fallback
 

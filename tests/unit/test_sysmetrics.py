@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from herd import sysmetrics
-from herd.sysmetrics import (
+from herd.node import sysmetrics
+from herd.node.sysmetrics import (
     GIB,
     SystemMetrics,
     classify_memory_pressure,

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from herd.models import CandidateScore, Decision
+from herd.domain import CandidateScore, Decision
 from herd.traces.records import TraceRecord, normalize_tags, routing_fields
 
 

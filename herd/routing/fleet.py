@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from herd.models import (
+from herd.domain import (
     EMPTY_PERF,
     FleetSnapshot,
     NodeHeartbeat,

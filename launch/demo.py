@@ -1,6 +1,6 @@
 """``herd demo``: the embedded default, a real one-box fleet on 127.0.0.1.
 
-It starts several Ray nodes on this machine (``actors.localfleet``): the head hosts the
+It starts several Ray nodes on this machine (``launch.localfleet``): the head hosts the
 router, the Serve endpoint and a node running the packaged gemma3 270M model on
 llama.cpp; each worker Ray node hosts a NodeActor over an Ollama emulator with its own
 device profile. Then it sends real requests in both dialects, prints where each went,
@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from herd.errors import FleetUnavailable
-from herd.localray import port_open
 from herd.settings import Settings
+from launch.localray import port_open
 
 # The gemma box also runs the real media engines (loaded on first use).
 MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers"
@@ -134,7 +134,7 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 def run_demo(
     settings: Settings, port: int | None = None, keep_running: bool = True, llamacpp: bool = True
 ) -> int:
-    from actors.localfleet import LocalFleet, NodeSpec
+    from launch.localfleet import LocalFleet, NodeSpec
 
     settings = settings.model_copy(
         update={

@@ -1,26 +1,25 @@
-"""Routing in the ingress: a mirror of the router's fleet state plus local book-keeping.
+"""The ingress's mirror of the router's fleet state, with its own book-keeping on top.
 
-The RouterActor stays the source of truth. Each Dispatcher keeps a :class:`LocalRouter`:
-a mirror of the router's nodes (heartbeats, heartbeat ages, in-flight counts), refreshed
-in the background, on top of which it adds the requests it started or finished but whose
-reports the mirror does not reflect yet, so bursts spread like they do in the router.
-Decisions use the same pure pipeline as the router (:func:`decide`); begin/end events go
-to the router in numbered batches, and the router's view says which batch it applied
+The RouterActor stays the source of truth. Each dispatcher keeps a :class:`FleetMirror`:
+the router's nodes (heartbeats, heartbeat ages, in-flight counts), refreshed in the
+background, plus the requests it started or finished whose reports the mirror does not
+reflect yet, so bursts spread as they do in the router. Decisions use the same pure
+:func:`~herd.routing.decide.decide`; begin/end events go to the router in numbered
+batches (:mod:`herd.routing.events`), and the router's view says which batch it applied
 last, which is when the local overlay drops those events.
 
-Plain Python, no I/O, no Ray: the actor layer does the calls and the timing.
+Plain Python, no I/O, no Ray: the dispatcher does the calls and the timing.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from herd.fleet import MirrorNode, node_status
-from herd.models import (
+from herd.domain import (
     EMPTY_PERF,
     Decision,
     FleetSnapshot,
@@ -29,116 +28,12 @@ from herd.models import (
     PerfStats,
     canonical_model,
 )
-from herd.scoring import Policy, RouteQuery, ScoringWeights, policy_named
-from herd.settings import Settings
+from herd.routing.decide import decide, with_turn
+from herd.routing.events import REPORT_BATCH, REPORT_EVERY_S, Begin, Event, MirrorData, Note
+from herd.routing.fleet import MirrorNode, node_status
+from herd.scoring import RouteQuery, ScoringWeights
 
-REPORT_EVERY_S = 0.05  # send pending begin/end events at least this often ...
-REPORT_BATCH = 64  # ... or as soon as this many are pending
 STALE_AFTER_S = 1.5  # a mirror not confirmed by the router for this long is not used
-
-
-def weights_from(settings: Settings) -> ScoringWeights:
-    """Everything a decision reads from settings: the policy and the signal weights."""
-    return ScoringWeights(
-        policy=settings.routing_policy,
-        thermal_hot=settings.score_thermal_hot,
-        thermal_warm=settings.score_thermal_warm,
-        thermal_disk=settings.score_thermal_disk,
-        warm_window_s=settings.score_warm_window,
-        memory_fit=settings.score_memory_fit,
-        queue_penalty=settings.score_queue_penalty,
-        queue_step=settings.score_queue_step,
-        latency_penalty=settings.score_latency_penalty,
-        role_affinity=settings.score_role_affinity,
-        availability=settings.score_availability,
-        context_fit=settings.score_context_fit,
-    )
-
-
-def with_turn(query: RouteQuery | None, turns: Iterator[int]) -> RouteQuery | None:
-    """The query with the next round-robin turn (``seq``) when it carries none."""
-    if query is None or query.seq is not None:
-        return query
-    return replace(query, seq=next(turns))
-
-
-def decide(
-    snapshot: FleetSnapshot,
-    request_id: str,
-    models: Sequence[str],
-    now: float,
-    weights: ScoringWeights,
-    exclude: frozenset[str] = frozenset(),
-    attempt: int = 0,
-    *,
-    query: RouteQuery | None = None,
-    estimated_tokens: int = 0,
-    policy: str | Policy | None = None,
-) -> Decision | None:
-    """Best node for the first model (then each fallback) that some node can serve.
-
-    ``query`` carries the request's features (see ``RouteQuery.from_request``); without
-    it only ``estimated_tokens`` is known. ``policy`` is a name or a callable; ``None``
-    uses ``weights.policy`` (``FLEET_ROUTING_POLICY``). Learned performance comes from
-    ``snapshot.perf``.
-    """
-    if policy is None:
-        policy = weights.policy
-    chosen = policy_named(policy) if isinstance(policy, str) else policy
-    base = query or RouteQuery(models[0], prompt_tokens=estimated_tokens, request_id=request_id)
-    for index, model in enumerate(models):
-        ranking = chosen(snapshot, base.for_model(model), now, weights, exclude)
-        best = ranking.best
-        if best is None:
-            continue
-        return Decision(
-            request_id=request_id,
-            node_id=best.node_id,
-            model=model,
-            requested_model=models[0],
-            score=best.total,
-            breakdown=best.breakdown,
-            candidates=ranking.candidates,
-            eliminated=ranking.eliminated,
-            attempt=attempt,
-            fallback=index > 0,
-        )
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Begin:
-    """A request attempt an ingress routed by itself: the router books it in flight."""
-
-    request_id: str
-    node_id: str
-    model: str
-    attempt: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    """Something an ingress did that the router keeps among its events (Health view):
-    context protection acting, a VRAM-aware fallback, ..."""
-
-    kind: str
-    fields: dict[str, Any]
-    time: float
-
-
-Event = Begin | Outcome | Note
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorData:
-    """What ``RouterCore.view`` returns: fleet nodes plus the last batch applied per source."""
-
-    epoch: str
-    version: int
-    nodes: tuple[MirrorNode, ...]
-    applied: dict[str, int] = field(default_factory=dict)
-    perf: PerfStats = EMPTY_PERF  # the router's learned performance
-    toggles: dict[str, bool] = field(default_factory=dict)  # runtime toggles
 
 
 @dataclass(slots=True)
@@ -149,8 +44,8 @@ class _Pending:
     seq: int | None = None  # the batch that carried it; None while unsent
 
 
-class LocalRouter:
-    """A routing view for one dispatcher (``source``); see the module docstring."""
+class FleetMirror:
+    """The fleet as one dispatcher (``source``) sees it; see the module docstring."""
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from herd.models import MemoryPressure
+from herd.domain import MemoryPressure
 
 GIB = 1024**3
 

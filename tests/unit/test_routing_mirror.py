@@ -1,6 +1,6 @@
-"""Routing in the ingress (herd/routing_view.py) against a real RouterCore, without Ray.
+"""Routing in the ingress (herd/routing/mirror.py) against a real RouterCore, without Ray.
 
-The LocalRouter mirrors the core's view, decides with the same pipeline, books its own
+The FleetMirror mirrors the core's view, decides with the same pipeline, books its own
 attempts on top of the mirror, and reports them in numbered batches the core applies."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from test_router_core import T0, Clock, hb, make_settings
 
-from herd.models import Outcome
-from herd.routing import RouterCore
-from herd.routing_view import Begin, LocalRouter, weights_from
+from herd.domain import Outcome
+from herd.routing.core import RouterCore
+from herd.routing.decide import weights_from
+from herd.routing.events import Begin
+from herd.routing.mirror import FleetMirror
 
 
 @pytest.fixture
@@ -29,12 +31,12 @@ def core(clock: Clock) -> RouterCore:
     return core
 
 
-def make_local(core: RouterCore, **kw: Any) -> LocalRouter:
+def make_local(core: RouterCore, **kw: Any) -> FleetMirror:
     s = core.settings
-    return LocalRouter("ingress-1", weights_from(s), s.heartbeat_timeout, s.heartbeat_offline, **kw)
+    return FleetMirror("ingress-1", weights_from(s), s.heartbeat_timeout, s.heartbeat_offline, **kw)
 
 
-def sync(local: LocalRouter, core: RouterCore, now: float) -> None:
+def sync(local: FleetMirror, core: RouterCore, now: float) -> None:
     """One refresh: what the refresher task does with ``router.view``."""
     data = core.view(local.epoch, local.version)
     if data is None:
@@ -43,7 +45,7 @@ def sync(local: LocalRouter, core: RouterCore, now: float) -> None:
         local.load(data, now)
 
 
-def send(local: LocalRouter, core: RouterCore) -> None:
+def send(local: FleetMirror, core: RouterCore) -> None:
     """One report: what the reporter task does with ``router.report``."""
     batch = local.take_batch()
     if batch is not None:

@@ -27,8 +27,8 @@ from typing import Any
 from herd.backends.base import Backend
 from herd.backends.media import ImageResult, MediaEngine, MediaEngines
 from herd.convert.ollama_show import show_body
+from herd.domain import LoadedModel, ModelOnDisk, RequestKind, canonical_model
 from herd.errors import BadRequest
-from herd.models import LoadedModel, ModelOnDisk, RequestKind, canonical_model
 
 MEDIA_KINDS: frozenset[str] = frozenset({"image", "transcribe"})
 EMBED_KINDS: frozenset[str] = frozenset({"embed", "embeddings"})

@@ -20,11 +20,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from herd.domain import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
 from herd.errors import ModelNotFound, NoCapacity
-from herd.fleet import FleetState
-from herd.maintenance import Move, Warm, find_zombies, plan_prewarm, plan_rebalance, queued_by_model
-from herd.models import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
-from herd.routing_view import Begin, Event, MirrorData, Note, decide, weights_from, with_turn
+from herd.routing.decide import decide, weights_from, with_turn
+from herd.routing.events import Begin, Event, MirrorData, Note
+from herd.routing.fleet import FleetState
+from herd.routing.maintenance import (
+    Move,
+    Warm,
+    find_zombies,
+    plan_prewarm,
+    plan_rebalance,
+    queued_by_model,
+)
 from herd.scoring import RouteQuery
 from herd.scoring.perf import PerfBook
 from herd.settings import Settings
@@ -83,7 +91,7 @@ class RouterCore:
             "prewarmed": 0,
             "reaped": 0,
         }
-        # Routing views (herd.routing_view): who this router is (changes on restart)
+        # Routing views (herd.routing.mirror): who this router is (changes on restart)
         # and the last report batch applied per ingress.
         self.epoch = uuid.uuid4().hex
         self.applied: dict[str, int] = {}
@@ -328,7 +336,7 @@ class RouterCore:
     # --- upkeep -----------------------------------------------------------------------
     def upkeep(self) -> Upkeep:
         """One maintenance round: reap zombies, plan moves and pre-warms (pure planners in
-        :mod:`herd.maintenance`); the actor carries out the moves and warms."""
+        :mod:`herd.routing.maintenance`); the actor carries out the moves and warms."""
         now = self.clock()
         settings = self.settings
         reaped = find_zombies(self.fleet.in_flight(), now, settings.zombie_timeout)

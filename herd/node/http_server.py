@@ -25,11 +25,11 @@ from typing import Any
 from aiohttp import web
 
 from herd import errors
+from herd.domain import InferenceRequest
 from herd.errors import BackendError, BadRequest, HerdError
-from herd.models import InferenceRequest
-from herd.node_agent import NodeAgent
+from herd.node.agent import NodeAgent
 
-log = logging.getLogger("herd.node_http")
+log = logging.getLogger("herd.node.http_server")
 
 STREAM_PATH = "/herd/stream"
 NDJSON = "application/x-ndjson"

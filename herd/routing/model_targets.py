@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from herd.domain import canonical_model
 from herd.errors import BadRequest, ModelNotFound, NoCapacity, NodeUnavailable
-from herd.models import canonical_model
 
 Entry = Mapping[str, Any]
 

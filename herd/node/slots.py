@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from herd.domain import canonical_model
 from herd.errors import Rebalanced
-from herd.models import canonical_model
 
 
 @dataclass(slots=True)

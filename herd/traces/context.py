@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from herd.models import Decision, InferenceRequest
+from herd.domain import Decision, InferenceRequest
 from herd.traces.records import TraceRecord, TraceStatus, normalize_tags, routing_fields
 
 current_trace: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(

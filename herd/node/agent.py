@@ -19,13 +19,13 @@ from herd.backends.base import Backend, BackendState
 from herd.backends.media import MediaEngines, detect_media_engines
 from herd.backends.ollama import OllamaBackend
 from herd.convert.ollama_response import OllamaAggregator
+from herd.domain import InferenceRequest, NodeHeartbeat
 from herd.errors import BackendTimeout, NodeUnavailable
-from herd.models import InferenceRequest, NodeHeartbeat
-from herd.node_media import NodeMedia
-from herd.node_models import delete_model, pull_model, show_model
-from herd.node_slots import SlotGate
+from herd.node.media import NodeMedia
+from herd.node.model_store import delete_model, pull_model, show_model
+from herd.node.slots import SlotGate
+from herd.node.sysmetrics import classify_memory_pressure, collect_system_metrics
 from herd.settings import Settings
-from herd.sysmetrics import classify_memory_pressure, collect_system_metrics
 
 log = logging.getLogger("herd.node")
 
@@ -244,7 +244,7 @@ class NodeAgent:
         return folded.result()
 
     async def _run_media(self, req: InferenceRequest, model: str) -> dict[str, Any]:
-        """Embeddings on a media engine, images and speech-to-text (``herd.node_media``),
+        """Embeddings on a media engine, images and speech-to-text (``herd.node.media``),
         bounded by the node's request timeout (a cold engine load can take a while)."""
         self._enter()
         node = self.settings.node
@@ -260,7 +260,7 @@ class NodeAgent:
         finally:
             self._leave()
 
-    # --- model management (``herd.node_models``) ----------------------------------------
+    # --- model management (``herd.node.model_store``) ----------------------------------------
     async def show(self, model: str, verbose: bool = False) -> dict[str, Any]:
         return await show_model(self._require_backend(), self.state, self.media, model, verbose)
 

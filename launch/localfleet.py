@@ -20,8 +20,9 @@ import ray
 from actors.cluster import connect, ray_node_with_resource
 from actors.node import deploy_node_actor
 from actors.router import deploy_router_actor
-from actors.teardown import stop_herd
-from herd.localray import (
+from herd.settings import Settings
+from herd.sim.profiles import load_profile
+from launch.localray import (
     LocalRay,
     free_port,
     kill_orphaned_haproxy,
@@ -29,8 +30,7 @@ from herd.localray import (
     resource_name,
     wait_until,
 )
-from herd.settings import Settings
-from herd.sim.profiles import load_profile
+from launch.teardown import stop_herd
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from herd.models import Decision, FleetSnapshot, InferenceRequest, canonical_model
+from herd.domain import Decision, FleetSnapshot, InferenceRequest, canonical_model
 from herd.scoring import RouteQuery
 from herd.scoring.context import ContextMode, ContextProtection, protect_context
 from herd.scoring.vram_fallback import VramFallback, requested_in_body, vram_fallback

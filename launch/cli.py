@@ -22,7 +22,7 @@ def _fail(message: str) -> int:
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     from actors.cluster import connect
-    from actors.deploy import deploy
+    from launch.deploy import deploy
 
     connect(args.address or settings.ray_address, timeout=settings.ray_connect_timeout)
     head = True if args.head else (False if args.no_head else None)
@@ -44,7 +44,7 @@ def _serve_until_signal(node_id: str, drain_timeout: float) -> int:
     import signal
     import threading
 
-    from actors.teardown import leave_fleet
+    from launch.teardown import leave_fleet
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -61,7 +61,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from actors.client import connect_client
-    from herd.status_table import render_status
+    from launch.status_table import render_status
 
     client = connect_client(args.address or settings.ray_address, settings=settings)
     status = client.fleet_status()
@@ -71,7 +71,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
     from actors.cluster import connect
-    from actors.teardown import stop_herd
+    from launch.teardown import stop_herd
 
     connect(args.address or settings.ray_address, timeout=settings.ray_connect_timeout)
     for line in stop_herd(settings, drain_timeout=args.drain_timeout):
@@ -81,7 +81,7 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
     from actors.cluster import connect
-    from actors.teardown import drain_node
+    from launch.teardown import drain_node
 
     connect(args.address or settings.ray_address, timeout=settings.ray_connect_timeout)
     print(drain_node(args.node, timeout=args.timeout))
@@ -89,7 +89,7 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from herd.demo import run_demo
+    from launch.demo import run_demo
 
     return run_demo(
         settings, port=args.port, keep_running=not args.once, llamacpp=not args.no_llamacpp

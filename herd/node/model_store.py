@@ -13,9 +13,9 @@ from typing import Any
 
 from herd.backends.base import Backend, BackendState
 from herd.convert.ollama_show import show_body
+from herd.domain import canonical_model
 from herd.errors import BadRequest, ModelNotFound
-from herd.models import canonical_model
-from herd.node_media import NodeMedia
+from herd.node.media import NodeMedia
 
 
 def _not_found(model: str) -> ModelNotFound:

@@ -3,7 +3,7 @@
 Each takes a frozen :class:`FleetSnapshot` (plus what the router keeps beside it) and
 ``now``, and returns what should happen; the RouterActor carries it out. A request
 counts as *pending* on a node when the node already runs ``num_parallel`` requests of
-its model: it waits in the node's slot queue (``herd.node_slots``), has sent nothing to
+its model: it waits in the node's slot queue (``herd.node.slots``), has sent nothing to
 its client yet and can still go elsewhere.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from herd.fleet import InFlight
-from herd.models import FleetSnapshot, NodeView, canonical_model
+from herd.domain import FleetSnapshot, NodeView, canonical_model
+from herd.routing.fleet import InFlight
 
 
 @dataclass(frozen=True, slots=True)
