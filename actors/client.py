@@ -11,7 +11,7 @@
     herd.fleet_status()
 
 Requests get the same routing, retries, fallbacks and book-keeping as HTTP ones
-(``actors.dispatch.Dispatcher``). Replies are Ollama-native dicts plus a ``herd``
+(``herd.dispatch.dispatcher.Dispatcher``). Replies are Ollama-native dicts plus a ``herd``
 key saying which node and model served.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.cluster import connect
-from actors.dispatch import Dispatcher
+from actors.ports import ray_dispatcher
 from herd.domain import Decision, InferenceRequest, RequestKind
 from herd.settings import Settings, load_settings
 
@@ -46,7 +46,7 @@ def _meta(decision: Decision, retries: int) -> dict[str, Any]:
 class HerdClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.dispatcher = Dispatcher(settings)
+        self.dispatcher = ray_dispatcher(settings)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()

@@ -12,9 +12,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.data_plane import start_node_data_plane
+from actors.handles import HandleCache
 from actors.naming import kill_named
 from herd.backends.base import BackendState
 from herd.domain import InferenceRequest, NodeHeartbeat
+from herd.errors import FleetUnavailable
 from herd.logs import configure_logging
 from herd.node.agent import NodeAgent
 from herd.node.http_server import NodeHTTPServer
@@ -29,7 +31,7 @@ class NodeActor:
         configure_logging(settings)  # JSONL in <data_dir>/logs on this device
         self.settings = settings
         self.agent = NodeAgent(settings, node_id=node_id, ray_node_id=ray_node_id)
-        self._router: Any = None
+        self._handles = HandleCache(settings.actor_call_timeout)
         self._beat: asyncio.Task[None] | None = None
         self._http: NodeHTTPServer | None = None
 
@@ -56,15 +58,16 @@ class NodeActor:
                 await self.push_heartbeat()
             except Exception as exc:  # never let the loop die; next beat retries
                 log.warning("heartbeat failed: %s", exc)
-                self._router = None
+                self._handles.forget(ROUTER_NAME)
             await asyncio.sleep(interval)
 
     async def push_heartbeat(self) -> NodeHeartbeat:
         hb = await self.agent.heartbeat()
-        if self._router is None:
-            self._router = ray.get_actor(ROUTER_NAME, namespace=NAMESPACE)
+        router = await self._handles.get(ROUTER_NAME)
+        if router is None:
+            raise FleetUnavailable("the herd router is not running")
         await asyncio.wait_for(
-            self._router.heartbeat.remote(hb), timeout=self.settings.actor_call_timeout
+            router.heartbeat.remote(hb), timeout=self.settings.actor_call_timeout
         )
         return hb
 
@@ -110,7 +113,7 @@ class NodeActor:
             await self.push_heartbeat()
         except Exception as exc:  # the regular loop sends it again shortly
             log.warning("heartbeat after a model change failed: %s", exc)
-            self._router = None
+            self._handles.forget(ROUTER_NAME)
 
     async def drain(self, timeout: float) -> bool:
         done = await self.agent.drain(timeout)
@@ -132,7 +135,7 @@ class NodeActor:
     async def watch(self, span: float) -> str:
         """Answers after ``span`` seconds. An ingress reading HTTP data-plane answers from
         this actor keeps one such call pending: Ray fails it when the actor dies, which
-        ends those answers as a Ray generator would (``actors.node_stream.DeathWatch``)."""
+        ends those answers as a Ray generator would (``actors.http_plane.DeathWatch``)."""
         await asyncio.sleep(span)
         return self.agent.node_id
 

@@ -11,7 +11,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
-from actors.naming import get_named, kill_named
+from actors.handles import HandleCache
+from actors.naming import kill_named
 from herd.domain import Decision, NodeHeartbeat, Outcome
 from herd.errors import BadRequest
 from herd.logs import configure_logging
@@ -36,6 +37,7 @@ class RouterActor:
         self._watch: asyncio.Task[None] | None = None
         self._upkeep: asyncio.Task[None] | None = None
         self._warming: set[asyncio.Task[Any]] = set()
+        self._nodes = HandleCache(settings.actor_call_timeout)
         # Traces: journaled here (acknowledged = on disk), written to the database in
         # the writer's thread; a restarted router replays what was not stored yet.
         self.trace_store = TraceStore.from_settings(settings)
@@ -64,7 +66,7 @@ class RouterActor:
             log.warning("reaped %d zombie in-flight entries", len(plan.reaped))
         timeout = self.settings.actor_call_timeout
         for move in plan.moves:
-            node = get_named(node_actor_name(move.from_node), NAMESPACE)
+            node = await self._node(move.from_node)
             if node is None:
                 continue
             try:
@@ -73,12 +75,21 @@ class RouterActor:
                 )
             except Exception as exc:
                 log.warning("rebalance on %s failed: %s", move.from_node, exc)
+                self._nodes.forget(node_actor_name(move.from_node))
                 continue
             self.core.moved(move, int(shed))
         for warm in plan.warms:
-            node = get_named(node_actor_name(warm.node_id), NAMESPACE)
+            node = await self._node(warm.node_id)
             if node is not None:
                 self._warming.add(asyncio.create_task(self._warm(node, warm)))
+
+    async def _node(self, node_id: str) -> Any | None:
+        """The node's actor handle, looked up off the loop (None: gone or GCS silent)."""
+        try:
+            return await self._nodes.get(node_actor_name(node_id))
+        except TimeoutError:
+            log.warning("could not look up the actor of node %s in time", node_id)
+            return None
 
     async def _warm(self, node: Any, warm: Warm) -> None:
         try:

@@ -70,24 +70,34 @@ def _chat_request(body: bytes) -> Any:
     )
 
 
+ROUTER = "herd-router"
+
+
+def _actor(name: str) -> Any:
+    """A herd actor's handle by name (a blocking lookup: this is a profiling aid)."""
+    from actors.handles import lookup
+
+    return lookup(name)
+
+
 # --- 1. the probe actor: hops inside the cluster ------------------------------------
 @ray.remote(num_cpus=0)
 class HopProbe:
     def __init__(self, settings: Any, emulator: str, node_id: str) -> None:
-        from actors.dispatch import Dispatcher
+        from actors.ports import ray_dispatcher
 
         self.settings = settings
         self.emulator = emulator
         self.node_id = node_id
-        self.dispatcher = Dispatcher(settings)
+        self.dispatcher = ray_dispatcher(settings)
 
     async def run(self, n: int, warmup: int) -> dict[str, list[float]]:
         import aiohttp
 
         from herd.domain import Outcome
 
-        router = self.dispatcher.router()
-        node = self.dispatcher.node(self.node_id)
+        router = _actor(ROUTER)
+        node = _actor(f"herd-node:{self.node_id}")
         samples: dict[str, list[float]] = defaultdict(list)
         raw = json.dumps({**CHAT_BODY, "stream": False}).encode()
         raw_stream = json.dumps({**CHAT_BODY, "stream": True}).encode()
@@ -230,12 +240,12 @@ CANNED = json.dumps(
 @serve.ingress()
 class ProbeIngress:
     def __init__(self, settings: Any, emulator: str, node_id: str) -> None:
-        from actors.dispatch import Dispatcher
+        from actors.ports import ray_dispatcher
 
         self.settings = settings
         self.emulator = emulator
         self.node_id = node_id
-        self.dispatcher = Dispatcher(settings)
+        self.dispatcher = ray_dispatcher(settings)
         self._session: Any = None
         self._core: Any = None
 
@@ -249,7 +259,7 @@ class ProbeIngress:
             from herd.routing.core import RouterCore
 
             core = RouterCore(self.settings)
-            node = self.dispatcher.node(self.node_id)
+            node = _actor(f"herd-node:{self.node_id}")
             core.heartbeat(await node.push_heartbeat.remote())
             self._core = core
 
@@ -288,21 +298,21 @@ class ProbeIngress:
         @app.post("/router-ping")
         async def router_ping(request: Request) -> Response:
             await request.body()
-            await self.dispatcher.router().ping.remote()
+            await _actor(ROUTER).ping.remote()
             return Response(CANNED, media_type="application/json")
 
         @app.post("/node")
         async def node(request: Request) -> Response:
             req = _chat_request(await request.body())
             if req.stream:
-                gen = self.dispatcher.node(self.node_id).stream.remote(req, req.model)
+                gen = _actor(f"herd-node:{self.node_id}").stream.remote(req, req.model)
 
                 async def body() -> Any:
                     async for ref in gen:
                         yield b"".join(dumps(c) + b"\n" for c in await ref)
 
                 return StreamingResponse(body(), media_type="application/x-ndjson")
-            result = await self.dispatcher.node(self.node_id).complete.remote(req, req.model)
+            result = await _actor(f"herd-node:{self.node_id}").complete.remote(req, req.model)
             return Response(dumps(result), media_type="application/json")
 
         @app.post("/local")
@@ -312,7 +322,7 @@ class ProbeIngress:
             req = _chat_request(await request.body())
             core = await self._local_core()
             decision = core.try_route(req.request_id, (req.model,))
-            node = self.dispatcher.node(decision.node_id)
+            node = _actor(f"herd-node:{decision.node_id}")
 
             def done() -> None:
                 core.release(

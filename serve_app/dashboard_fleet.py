@@ -1,7 +1,7 @@
 """The dashboard's view of the live fleet (:class:`dashboard.fleet.Fleet`) over Ray.
 
 Status and runtime toggles come from the RouterActor; pulls and deletes go through
-:class:`actors.model_ops.ModelOps`, the same code as ``/api/pull`` and ``/api/delete``.
+:class:`herd.dispatch.model_ops.ModelOps`, the same code as ``/api/pull`` and ``/api/delete``.
 Every call is bounded by ``FLEET_ACTOR_CALL_TIMEOUT``.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from actors.model_ops import ModelOps
 from dashboard.fleet import group_settings
 from herd.errors import HerdError
 from serve_app.service import HerdService
@@ -19,7 +18,7 @@ from serve_app.service import HerdService
 class RayFleet:
     def __init__(self, svc: HerdService) -> None:
         self.svc = svc
-        self.ops = ModelOps(svc.dispatcher)
+        self.ops = svc.dispatcher.models
 
     async def status(self) -> dict[str, Any]:
         status: dict[str, Any] = await self.svc.fleet_status()

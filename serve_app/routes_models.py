@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
-from actors.model_ops import Pull
 from herd import convert
+from herd.dispatch.model_ops import Pull
 from herd.domain import ModelOnDisk, canonical_model
 from herd.errors import BackendError, HerdError, ModelNotFound
 from herd.wire.ollama_models import parse_delete_request, parse_pull_request, parse_show_request

@@ -1,6 +1,6 @@
 """Request handling for both dialects, independent of how the app is hosted.
 
-``HerdService`` parses a body, asks the :class:`~actors.dispatch.Dispatcher` for a
+``HerdService`` parses a body, asks the :class:`~herd.dispatch.dispatcher.Dispatcher` for a
 node (decision, retries, fallbacks) and writes the answer in the client's dialect.
 Errors are raised as :mod:`herd.errors` types and mapped by ``serve_app.errors``.
 """
@@ -15,11 +15,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from actors.dispatch import Dispatcher, Served
-from actors.dispatch_media import MediaDispatch
-from actors.model_ops import ModelOps
 from herd import convert
 from herd.convert.encode import dumps
+from herd.dispatch.dispatcher import Dispatcher, Served
+from herd.dispatch.media import MediaDispatch
 from herd.domain import Decision, InferenceRequest
 from herd.errors import BadRequest, HerdError, PayloadTooLarge
 from herd.settings import Settings
@@ -49,9 +48,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 class HerdService:
     def __init__(self, settings: Settings, dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
-        self.dispatcher = dispatcher or Dispatcher(settings)
+        self.dispatcher = dispatcher or _ray_dispatcher(settings)
         self.media = MediaDispatch(self.dispatcher)
-        self.models = ModelOps(self.dispatcher)
+        self.models = self.dispatcher.models
 
     # --- input ---------------------------------------------------------------------
     async def read_body(self, request: Request) -> bytes:
@@ -149,3 +148,9 @@ class NdjsonWriter:
 
     def error(self, message: str) -> bytes:
         return convert.ndjson_line(convert.ollama_error_body(message))
+
+
+def _ray_dispatcher(settings: Settings) -> Dispatcher:
+    from actors.ports import ray_dispatcher
+
+    return ray_dispatcher(settings)

@@ -16,7 +16,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from actors.trace_shipper import TraceShipper
+from herd.dispatch.trace_shipper import TraceShipper
 from herd.traces.context import TraceContext, current_trace
 
 Scope = MutableMapping[str, Any]

@@ -172,3 +172,43 @@ def ollama_tags_body(models: Iterable[ModelOnDisk]) -> dict[str, Any]:
             }
         )
     return {"models": entries}
+
+
+STREAMED_KINDS = ("chat", "generate")  # answers of other kinds are one chunk: the result
+
+
+class SingleResult:
+    """The fold of a one-chunk answer (embeddings, images, transcriptions): that chunk."""
+
+    __slots__ = ("_result",)
+
+    def __init__(self) -> None:
+        self._result: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    def feed(self, chunk: Mapping[str, Any]) -> None:
+        if "error" in chunk and len(chunk) == 1:
+            raise BackendError(error_text(chunk["error"]), retryable=False)
+        self._result = dict(chunk)
+
+    def result(self) -> dict[str, Any]:
+        if self._result is None:
+            raise BackendError("the node's answer was empty", retryable=False)
+        return self._result
+
+
+def answer_folder(kind: str) -> OllamaAggregator | SingleResult:
+    """What folds a node's answer of ``kind`` into one response (the one place that does)."""
+    if kind in STREAMED_KINDS:
+        return OllamaAggregator(kind)  # type: ignore[arg-type]
+    return SingleResult()
+
+
+def answer_complete(kind: str, last: Mapping[str, Any] | None) -> bool:
+    """Whether an answer whose last chunk is ``last`` ended properly."""
+    if last is None:
+        return False
+    return bool(last.get("done")) if kind in STREAMED_KINDS else True

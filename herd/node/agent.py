@@ -18,7 +18,7 @@ from herd import __version__
 from herd.backends.base import Backend, BackendState
 from herd.backends.media import MediaEngines, detect_media_engines
 from herd.backends.ollama import OllamaBackend
-from herd.convert.ollama_response import OllamaAggregator
+from herd.convert.ollama_response import STREAMED_KINDS, answer_folder
 from herd.domain import InferenceRequest, NodeHeartbeat
 from herd.errors import BackendTimeout, NodeUnavailable
 from herd.node.media import NodeMedia
@@ -221,27 +221,27 @@ class NodeAgent:
             self._idle.set()
 
     async def complete(self, req: InferenceRequest, model: str) -> dict[str, Any]:
-        """One whole response. Chat and generate are streamed from the backend and folded
-        here, so a backend that hangs is caught by the first-chunk timeout like a stream."""
-        backend = self._require_backend()
-        self.media.refuse_mismatch(req.kind, model)
-        if self.media.handles(req.kind, model):
-            return await self._run_media(req, model)
-        if req.kind not in ("chat", "generate"):
-            self._enter()
-            try:
-                async with self.slots.slot(model):
-                    async with asyncio.timeout(self.settings.first_chunk_timeout):
-                        return await backend.complete(req.kind, self._body(req, model))
-            except TimeoutError:
-                raise BackendTimeout(f"{self.node_id}: no answer in time") from None
-            finally:
-                self._leave()
-        folded = OllamaAggregator(req.kind)
+        """One whole response: the node's answer (:meth:`stream`), folded."""
+        folded = answer_folder(req.kind)
         async for batch in self.stream(req, model):
             for chunk in batch:
                 folded.feed(chunk)
         return folded.result()
+
+    async def _result(self, req: InferenceRequest, model: str) -> dict[str, Any]:
+        """The answer of a kind that is not streamed (embeddings, images, transcriptions)."""
+        backend = self._require_backend()
+        if self.media.handles(req.kind, model):
+            return await self._run_media(req, model)
+        self._enter()
+        try:
+            async with self.slots.slot(model):
+                async with asyncio.timeout(self.settings.first_chunk_timeout):
+                    return await backend.complete(req.kind, self._body(req, model))
+        except TimeoutError:
+            raise BackendTimeout(f"{self.node_id}: no answer in time") from None
+        finally:
+            self._leave()
 
     async def _run_media(self, req: InferenceRequest, model: str) -> dict[str, Any]:
         """Embeddings on a media engine, images and speech-to-text (``herd.node.media``),
@@ -280,9 +280,13 @@ class NodeAgent:
         self, req: InferenceRequest, model: str
     ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Yield lists of Ollama chunks: whatever is already buffered goes out together,
-        but nothing ever waits to fill a batch."""
+        but nothing ever waits to fill a batch. A kind that is not streamed yields one
+        batch of one chunk, its result: every transport carries every kind the same way."""
         backend = self._require_backend()
         self.media.refuse_mismatch(req.kind, model)
+        if req.kind not in STREAMED_KINDS:
+            yield [await self._result(req, model)]
+            return
         self._enter()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 

@@ -35,7 +35,7 @@ def ray_client(fleet: Any) -> Iterator[Any]:
 
 
 def _used_http(client: Any) -> bool:
-    return bool(client.dispatcher._plane.used)  # the Dispatcher's HttpDataPlane
+    return bool(client.dispatcher.nodes.plane.used)  # the RayNodes port's HttpDataPlane
 
 
 def test_streaming_over_the_ray_plane(ray_client: Any) -> None:

@@ -1,4 +1,4 @@
-"""The ingress side of the HTTP data plane (actors/node_stream.py) against aiohttp test
+"""The ingress side of the HTTP data plane (actors/http_plane.py) against aiohttp test
 nodes that misbehave: connection resets before and after the first chunk, stalls, cut
 and garbled lines, refused tokens, and node actors that Ray reports dead. No Ray."""
 
@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from ray import exceptions as rex
 
-from actors.node_stream import DeathWatch, HttpBody, HttpDataPlane
+from actors.http_plane import DeathWatch, HttpBody, HttpDataPlane
 from herd.domain import InferenceRequest
 from herd.errors import BackendError, ModelNotFound, NodeUnavailable
 from herd.node.http_server import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_payload
@@ -147,7 +147,7 @@ async def test_reset_before_the_first_chunk_is_retryable(node: Node, plane: Any)
 
 
 async def test_an_unreachable_node_is_retryable(plane: Any) -> None:
-    from actors.node_stream import DataPlaneUnreachable
+    from actors.http_plane import DataPlaneUnreachable
     from launch.localray import free_port
 
     body = plane[0].body(f"http://127.0.0.1:{free_port()}", "n1")
@@ -346,7 +346,7 @@ async def test_a_dead_actor_fails_an_answer_still_opening(node: Node, plane: Any
 async def test_an_unreachable_actor_is_not_dead_and_is_watched_again(
     node: Node, plane: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("actors.node_stream._UNREACHABLE_PAUSE", 0.01)
+    monkeypatch.setattr("actors.http_plane._UNREACHABLE_PAUSE", 0.01)
 
     async def short(request: web.Request) -> web.StreamResponse:
         resp = await node.stream(request, [line(chunk("a"))])

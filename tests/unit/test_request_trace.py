@@ -10,9 +10,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from actors.trace_shipper import TraceShipper
+from herd.dispatch.trace_shipper import TraceShipper
 from herd.domain import CandidateScore, Decision, InferenceRequest
-from herd.settings import load_settings
 from herd.traces.context import TraceContext, TraceOutbox, current_trace
 from herd.traces.records import TraceRecord
 from serve_app.tracing import TraceMiddleware, error_message
@@ -119,14 +118,14 @@ def test_error_message_in_both_dialects(body: bytes, message: str | None) -> Non
 
 
 class _Router:
-    """Stands in for the RouterActor handle: ``record_traces.remote`` is awaitable."""
+    """Stands in for the router's ``record_traces``."""
 
     def __init__(self, fail: int = 0) -> None:
         self.got: list[TraceRecord] = []
         self.fail = fail
         self.record_traces = self
 
-    async def _record(self, records: list[TraceRecord]) -> int:
+    async def record(self, records: list[TraceRecord]) -> int:
         if self.fail:
             self.fail -= 1
             raise ConnectionError("router restarting")
@@ -134,7 +133,7 @@ class _Router:
         return len(records)
 
     def remote(self, records: list[TraceRecord]) -> Any:
-        return self._record(records)
+        return self.record(records)
 
 
 def _app(shipper: TraceShipper) -> FastAPI:
@@ -167,7 +166,7 @@ def _app(shipper: TraceShipper) -> FastAPI:
 
 async def test_middleware_traces_served_rejected_and_skips_other_paths() -> None:
     router = _Router(fail=1)
-    shipper = TraceShipper(load_settings(), lambda: router)
+    shipper = TraceShipper(router.record)
     transport = httpx.ASGITransport(app=_app(shipper), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         ok = await client.post("/api/chat", json={"id": "served"})
@@ -188,7 +187,7 @@ async def test_middleware_traces_served_rejected_and_skips_other_paths() -> None
 
 
 async def test_middleware_marks_an_abandoned_stream_disconnected() -> None:
-    shipper = TraceShipper(load_settings(), lambda: _Router())
+    shipper = TraceShipper(_Router().record)
     started = asyncio.Event()
     app = FastAPI()
 

@@ -1,8 +1,9 @@
-"""Ship finished request traces from a dispatcher to the RouterActor, which journals them.
+"""Ship finished request traces from a dispatcher to the router, which journals them.
 
 Traces leave the request path at once (:class:`~herd.traces.context.TraceOutbox`); a
-background task sends them in batches to ``router.record_traces`` and keeps any batch
-the router did not acknowledge, so a router restart delays traces but loses none.
+background task sends them in batches (``send``: the router's ``record_traces``) and
+keeps any batch the router did not acknowledge, so a router restart delays traces but
+loses none.
 """
 
 from __future__ import annotations
@@ -10,22 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from herd.settings import Settings
 from herd.traces.context import TraceContext, TraceOutbox, current_trace
+from herd.traces.records import TraceRecord
 
-log = logging.getLogger("herd.actors.traces")
+log = logging.getLogger("herd.dispatch.traces")
 
 _SEND_EVERY_S = 0.25
 _RETRY_S = 1.0
 
 
 class TraceShipper:
-    def __init__(self, settings: Settings, router: Callable[[], Any]) -> None:
-        self.settings = settings
-        self._router = router
+    def __init__(self, send: Callable[[list[TraceRecord]], Awaitable[None]]) -> None:
+        self._send = send
         self.outbox = TraceOutbox()
         self._wake: asyncio.Event | None = None
         self.sent = 0
@@ -57,8 +56,7 @@ class TraceShipper:
         if not batch:
             return True
         try:
-            async with asyncio.timeout(self.settings.actor_call_timeout):
-                await self._router().record_traces.remote(batch)
+            await self._send(batch)
         except asyncio.CancelledError:
             self.outbox.put_back(batch)
             raise

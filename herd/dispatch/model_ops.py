@@ -3,7 +3,7 @@
 These do not go through the scorer (they are not inference): show asks a node that
 holds the model (loaded first), pull goes to a named node or the online Ollama node with
 the most free memory, delete goes to a named node or every node that holds the model.
-Which node(s): :mod:`herd.routing.model_targets`; here only the actor calls and their timeouts.
+Which node(s): :mod:`herd.routing.model_targets`; here only the calls and their bounds.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from actors.dispatch import Dispatcher
-from actors.errors import unwrap
+from herd.dispatch.attempts import as_herd_error
+from herd.dispatch.ports import NodePort
+from herd.dispatch.router_link import RouterLink
 from herd.errors import BackendError, HerdError, ModelNotFound, NodeUnavailable
-from herd.routing import model_targets as model_ops
+from herd.routing import model_targets
+from herd.settings import Settings
 
 Line = dict[str, Any]
 
@@ -31,32 +33,34 @@ class Pull:
 
 
 class ModelOps:
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-        self.settings = dispatcher.settings
+    def __init__(self, settings: Settings, link: RouterLink, nodes: NodePort) -> None:
+        self.settings = settings
+        self.link = link
+        self.nodes = nodes
 
     async def catalog(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.dispatcher.call_router("catalog")
+        result: list[dict[str, Any]] = await self.link.call("catalog")
         return result
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        status: dict[str, Any] = await self.dispatcher.status()
+    async def node_list(self) -> list[dict[str, Any]]:
+        status: dict[str, Any] = await self.link.status()
         return list(status["nodes"])
 
-    async def _call(self, node_id: str, method: str, *args: Any) -> Any:
+    async def call(self, node_id: str, method: str, *args: Any) -> Any:
+        """``node.<method>(*args)`` within FLEET_ACTOR_CALL_TIMEOUT."""
         try:
             async with asyncio.timeout(self.settings.actor_call_timeout):
-                return await getattr(self.dispatcher.node(node_id), method).remote(*args)
+                return await self.nodes.call(node_id, method, *args)
         except Exception as exc:
-            raise unwrap(exc, node_id) from None
+            raise as_herd_error(exc, node_id) from None
 
     # --- show ----------------------------------------------------------------------------
     async def show(self, model: str, verbose: bool = False) -> tuple[str, dict[str, Any]]:
         """(node, ``/api/show`` body) from the first holder that answers."""
         last: HerdError | None = None
-        for node_id in model_ops.show_targets(await self.catalog(), model):
+        for node_id in model_targets.show_targets(await self.catalog(), model):
             try:
-                return node_id, await self._call(node_id, "show", model, verbose)
+                return node_id, await self.call(node_id, "show", model, verbose)
             except (ModelNotFound, NodeUnavailable, BackendError) as exc:
                 last = exc  # gone since its last heartbeat: ask the next holder
         raise last or ModelNotFound(f"model '{model}' not found")
@@ -65,44 +69,41 @@ class ModelOps:
     async def pull(self, model: str, node: str | None = None, insecure: bool = False) -> Pull:
         """Start a pull and wait for its first line, so a failure before any progress is
         an HTTP error, not a stream that ends with one."""
-        node_id = model_ops.pick_pull_node(await self.nodes(), model, node)
-        try:
-            gen = self.dispatcher.node(node_id).pull.remote(model, insecure)
-        except Exception as exc:
-            raise unwrap(exc, node_id) from None
-        rest = self._lines(gen, node_id)
+        node_id = model_targets.pick_pull_node(await self.node_list(), model, node)
+        rest = self._lines(node_id, model, insecure)
         try:
             first: Line | None = await anext(rest)
         except StopAsyncIteration:
             first = None
         return Pull(node_id, first, rest)
 
-    async def _lines(self, gen: Any, node_id: str) -> AsyncIterator[Line]:
+    async def _lines(self, node_id: str, model: str, insecure: bool) -> AsyncIterator[Line]:
         limit = self.settings.node.request_timeout
+        lines = self.nodes.pull(node_id, model, insecure)
         try:
             while True:
                 try:
                     async with asyncio.timeout(limit):
-                        line: Line = await (await gen.__anext__())
+                        line = await anext(lines)
                 except StopAsyncIteration:
                     return
                 yield line
         except HerdError:
             raise
         except Exception as exc:
-            raise unwrap(exc, node_id) from None
+            raise as_herd_error(exc, node_id) from None
 
     # --- delete --------------------------------------------------------------------------
     async def delete(self, model: str, node: str | None = None) -> list[str]:
         """Delete from ``node`` or from every holder; the nodes it was deleted from.
         Fails only when it failed everywhere (with the first node's error)."""
-        catalog, nodes = await asyncio.gather(self.catalog(), self.nodes())
-        targets = model_ops.delete_targets(catalog, nodes, model, node)
+        catalog, nodes = await asyncio.gather(self.catalog(), self.node_list())
+        targets = model_targets.delete_targets(catalog, nodes, model, node)
         results = await asyncio.gather(
-            *(self._call(t, "delete", model) for t in targets), return_exceptions=True
+            *(self.call(t, "delete", model) for t in targets), return_exceptions=True
         )
         done = [t for t, r in zip(targets, results, strict=True) if r is True]
         if not done:
             first = results[0]
-            raise first if isinstance(first, HerdError) else unwrap(first)
+            raise first if isinstance(first, HerdError) else as_herd_error(first, targets[0])
         return done

@@ -10,40 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
-from actors.errors import unwrap
+from herd.dispatch.model_ops import ModelOps
 from herd.errors import HerdError, ModelNotFound
+from herd.settings import Settings
 
-log = logging.getLogger("herd.actors.auto_pull")
+log = logging.getLogger("herd.dispatch.auto_pull")
 
 
-async def auto_pull(dispatcher: Any, model: str) -> str:
+async def auto_pull(settings: Settings, models: ModelOps, model: str) -> str:
     """Pull ``model`` onto the best node; returns the node id. Raises ``ModelNotFound``
     (with the reason) when the pull cannot be done."""
-    from actors.model_ops import ModelOps  # model_ops imports the dispatcher module
-
-    settings = dispatcher.settings
     try:
         async with asyncio.timeout(settings.node.request_timeout):
-            started = await ModelOps(dispatcher).pull(model)
+            started = await models.pull(model)
             last = started.first or {}
             async for line in started.rest:
                 last = line
             if last.get("error") or last.get("status") not in ("success", None):
                 raise ModelNotFound(f"model '{model}' not found (auto-pull: {last})")
-            node = dispatcher.node(started.node)
-            async with asyncio.timeout(settings.actor_call_timeout):
-                await node.push_heartbeat.remote()
+            await models.call(started.node, "push_heartbeat")
     except TimeoutError:
         raise ModelNotFound(f"model '{model}' not found (auto-pull timed out)") from None
+    except ModelNotFound:
+        raise
     except HerdError as exc:
-        if isinstance(exc, ModelNotFound):
-            raise
         reason = exc.message
-        raise ModelNotFound(f"model '{model}' not found (auto-pull failed: {reason})") from None
-    except Exception as exc:
-        reason = unwrap(exc).message
         raise ModelNotFound(f"model '{model}' not found (auto-pull failed: {reason})") from None
     log.info("auto-pulled %s onto %s", model, started.node)
     return str(started.node)

@@ -1,6 +1,6 @@
-"""How the dispatcher reads one node's answer: a Ray streaming generator or an NDJSON
-body from the node's HTTP data plane (``herd.node.http_server``). Both yield batches of
-Ollama chunks; both can be cancelled.
+"""The ingress side of the nodes' HTTP data plane: an NDJSON answer from a node
+(``herd.node.http_server``), read as batches of Ollama chunks (an
+:class:`~herd.dispatch.ports.Answer`, like the Ray generator in ``actors.ports``).
 
 On the HTTP path a node can fail in ways Ray would otherwise report for us, so each
 failure maps to the error the Ray path gives:
@@ -23,11 +23,10 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import ray
 from ray import exceptions as rex
 
 from actors.data_plane import data_token
@@ -36,27 +35,11 @@ from herd.errors import BackendError, HerdError, NodeUnavailable
 from herd.node.http_server import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_from_payload
 from herd.settings import Settings
 
-log = logging.getLogger("herd.actors.node_stream")
+log = logging.getLogger("herd.actors.http_plane")
 
 Chunk = dict[str, Any]
 WATCH_SPAN = 60.0  # seconds one NodeActor.watch call stays pending before it is renewed
 _UNREACHABLE_PAUSE = 1.0  # after ActorUnavailableError (not dead): ask again this soon
-
-
-def ray_next(gen: Any) -> Callable[[], Awaitable[list[Chunk]]]:
-    async def nxt() -> list[Chunk]:
-        batch: list[Chunk] = await (await gen.__anext__())
-        return batch
-
-    return nxt
-
-
-def ray_cancel(gen: Any) -> Callable[[], None]:
-    def cancel() -> None:
-        with contextlib.suppress(Exception):
-            ray.cancel(gen)
-
-    return cancel
 
 
 def _actor_id(handle: Any) -> str:
@@ -165,6 +148,7 @@ class HttpBody:
         self._opener: asyncio.Task[Any] | None = None
         self._done: list[Callable[[], None]] = []
         self.instance = ""  # the answering process (X-Herd-Node-Instance), once open
+        self.first: list[Chunk] = []  # the first batch, once open
 
     def on_done(self, callback: Callable[[], None]) -> None:
         self._done.append(callback)
@@ -196,6 +180,7 @@ class HttpBody:
             except StopAsyncIteration:
                 first = []
             self._started = True
+            self.first = first
             return first
         except asyncio.CancelledError:
             self.close()
@@ -293,6 +278,9 @@ class HttpBody:
             self.close()
         elif self._opener is not None:
             self._opener.cancel()  # still waiting for the node's answer: open() raises err
+
+    def cancel(self) -> None:
+        self.close()
 
     def close(self) -> None:
         resp, self._resp = self._resp, None

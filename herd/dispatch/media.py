@@ -1,9 +1,10 @@
 """Image-generation and speech-to-text jobs through the fleet.
 
 They take the same routing decision as LLM requests (the same scorer, since they
-compete for the same memory), through :meth:`actors.dispatch.Dispatcher.complete`: not
-streamed, retried on the next-best node when a node fails before answering, model
-fallbacks honoured. The node runs them on its media engines (``herd.node.media``).
+compete for the same memory), through :meth:`~herd.dispatch.dispatcher.Dispatcher.complete`:
+retried on the next-best node when a node fails before answering, model fallbacks
+honoured. The node runs them on its media engines (``herd.node.media``); the result is
+its answer's one chunk.
 
 An OpenAI image request with ``n > 1`` becomes ``n`` jobs routed independently (so they
 can spread over several nodes), each with its own request id and seed.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from actors.dispatch import Dispatcher
+from herd.dispatch.dispatcher import Dispatcher
 from herd.domain import Decision, InferenceRequest
 
 

@@ -1,0 +1,270 @@
+"""Run one request through the fleet: decide, open the node's answer, retry or move,
+fall back, report the outcome, close the trace.
+
+One attempt loop (:meth:`Dispatcher.stream`) serves every kind and every transport; a
+non-streaming request is the same stream folded (:meth:`Dispatcher.complete`). The
+decision comes from the dispatcher's own :class:`~herd.routing.mirror.FleetMirror` when it
+has a candidate (no router call on the token path), else from the router's ``acquire``,
+which owns the holding queue and 404 vs 503. Shared by the Serve ingress and the Python
+client, over the ports they hand it (:mod:`herd.dispatch.ports`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from herd.convert.ollama_response import answer_complete, answer_folder
+from herd.dispatch.attempts import (
+    MARGIN_S,
+    Attempts,
+    as_herd_error,
+    first_chunk_limit,
+    request_limit,
+)
+from herd.dispatch.auto_pull import auto_pull
+from herd.dispatch.model_ops import ModelOps
+from herd.dispatch.ports import Answer, Chunk, NodePort, RouterPort
+from herd.dispatch.prep import RoutePlan, plan_route, settle
+from herd.dispatch.router_link import RouterLink
+from herd.domain import Decision, InferenceRequest, Outcome
+from herd.errors import BackendError, FleetUnavailable, HerdError, ModelNotFound
+from herd.scoring.perf import metrics_from_final_chunk
+from herd.settings import Settings
+from herd.traces.context import TraceContext
+
+
+@dataclass(slots=True)
+class Served:
+    """A request that has its node: the decision, retries so far, and the first chunks."""
+
+    decision: Decision
+    retries: int
+    first: list[Chunk]
+    rest: AsyncIterator[list[Chunk]]
+
+
+class Dispatcher:
+    """Routes and runs requests over a :class:`NodePort` and a :class:`RouterPort`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        router: RouterPort,
+        nodes: NodePort,
+        local_routing: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.nodes = nodes
+        self.link = RouterLink(settings, router, local_routing)
+        self.mirror = self.link.mirror
+        self.traces = self.link.traces
+        self.models = ModelOps(settings, self.link, nodes)
+
+    # --- life cycle and router reads ------------------------------------------------------
+    def close(self) -> None:
+        self.link.stop()
+        self.nodes.close()
+
+    async def aclose(self) -> None:
+        """``close`` from inside the loop, waiting for the node connections to close."""
+        await self.nodes.aclose()
+        self.close()
+
+    async def flush(self) -> None:
+        await self.link.flush()
+
+    async def status(self) -> dict[str, Any]:
+        return await self.link.status()
+
+    async def call_router(self, method: str, *args: Any) -> Any:
+        return await self.link.call(method, *args)
+
+    # --- deciding -----------------------------------------------------------------------
+    async def _decide(
+        self, req: InferenceRequest, exclude: frozenset[str], attempt: int
+    ) -> tuple[Decision, InferenceRequest]:
+        """Route from the mirror; without a candidate there, ask the router. Returns the
+        decision and the request as the chosen node should get it (``settle``)."""
+        self.link.ensure_background()
+        mirror = self.mirror
+        now = time.time()
+        snapshot = mirror.snapshot(now) if mirror.fresh(now) else None
+        plan = plan_route(req, snapshot, mirror.toggles, exclude)
+        decision = None
+        if self.link.local_routing:
+            decision = mirror.try_route(
+                req.request_id, plan.models, now, exclude, attempt, plan.query
+            )
+        if decision is None:
+            # The router must see this request's earlier events before it books it again.
+            await self.link.flush()
+            try:
+                decision = await self._acquire(req, exclude, attempt, plan)
+            except ModelNotFound:
+                if not mirror.toggles.get("auto_pull") or attempt > 0:
+                    raise
+                await auto_pull(self.settings, self.models, req.model)
+                decision = await self._acquire(req, exclude, attempt, plan)
+        else:
+            self.link.kicked()
+        settled = settle(req, decision, snapshot, self.settings.context_protection)
+        if settled.context is not None:
+            ctx = settled.context
+            fields = {"action": ctx.action, "model": req.model, "node_id": decision.node_id}
+            mirror.note("context_protection", {**fields, "note": ctx.note}, now)
+        if plan.vram is not None and settled.decision.model == plan.vram.model:
+            fields = {"model": req.model, "served": plan.vram.model, "node_id": decision.node_id}
+            mirror.note("vram_fallback", fields, now)
+        return settled.decision, settled.req
+
+    async def _acquire(
+        self, req: InferenceRequest, exclude: frozenset[str], attempt: int, plan: RoutePlan
+    ) -> Decision:
+        limit = self.settings.holding_queue_timeout + self.settings.actor_call_timeout
+        router = self.link.router
+        try:
+            async with asyncio.timeout(limit):
+                return await router.acquire(
+                    req.request_id, plan.models, exclude, attempt, plan.query
+                )
+        except TimeoutError:
+            router.forget()
+            raise FleetUnavailable("router unavailable: no decision in time") from None
+        except FleetUnavailable:
+            router.forget()
+            raise
+
+    def _report(self, decision: Decision, started_at: float, **fields: Any) -> None:
+        outcome = Outcome(
+            request_id=decision.request_id,
+            node_id=decision.node_id,
+            model=decision.model,
+            total_s=time.perf_counter() - started_at,
+            **fields,
+        )
+        self.mirror.end(outcome, time.time())
+        self.link.kicked()
+
+    # --- the attempt loop -----------------------------------------------------------------
+    async def stream(self, req: InferenceRequest) -> Served:
+        """Pick a node and wait for its first chunks; retry or move elsewhere on a failure
+        before them. The rest of the answer is :attr:`Served.rest`."""
+        ctx, own = self.traces.open()
+        ctx.request(req)
+        tries = Attempts(self.settings.max_retries)
+        limit = first_chunk_limit(self.settings, req.kind)
+        while True:
+            try:
+                decision, sent = await self._decide(req, tries.exclude(), tries.attempt)
+            except BaseException as exc:
+                err = exc if isinstance(exc, HerdError) else None
+                if err is None and isinstance(exc, asyncio.CancelledError):
+                    ctx.disconnected = True
+                self._end_trace(ctx, own, err)
+                raise
+            ctx.attempt(decision)
+            t0 = time.perf_counter()
+            node_id = decision.node_id
+            try:
+                # The node bounds the backend's first chunk itself; this outer bound (the
+                # node's plus a margin) catches a node that stopped answering.
+                async with asyncio.timeout(limit):
+                    answer = await self.nodes.open(
+                        node_id, sent, decision.model, self.mirror.data_url(node_id)
+                    )
+            except Exception as exc:
+                err = as_herd_error(exc, node_id)
+                again = tries.failed(err, node_id)
+                self._report(decision, t0, ok=False, error=err.message, moved=again == "move")
+                if again != "move":
+                    self.nodes.forget(node_id)
+                ctx.failed_attempt(node_id, err.message, retried=again == "retry")
+                if again is not None:
+                    continue
+                self._end_trace(ctx, own, err)
+                raise err from None
+            ttft = time.perf_counter() - t0
+            rest = self._rest(req.kind, answer, decision, t0, ttft, ctx, own)
+            return Served(decision, tries.attempt, answer.first, rest)
+
+    async def _rest(
+        self,
+        kind: str,
+        answer: Answer,
+        decision: Decision,
+        t0: float,
+        ttft: float,
+        ctx: TraceContext,
+        own: bool,
+    ) -> AsyncIterator[list[Chunk]]:
+        last: Chunk | None = answer.first[-1] if answer.first else None
+        ok = False
+        error: str | None = None
+        try:
+            timeout = self.settings.chunk_timeout + MARGIN_S
+            while True:  # to the end of the answer: its connection can then be reused
+                try:
+                    async with asyncio.timeout(timeout):
+                        batch = await answer.next_batch()
+                except StopAsyncIteration:
+                    break
+                if batch:
+                    last = batch[-1]
+                    yield batch
+            ok = answer_complete(kind, last)
+            if not ok:
+                error = "stream ended without a final chunk"
+                raise BackendError(error, retryable=False)
+        except HerdError as exc:
+            error = exc.message
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            error = "client disconnected"
+            ctx.disconnected = True
+            raise
+        except Exception as exc:
+            err = as_herd_error(exc, decision.node_id)
+            error = err.message
+            raise BackendError(err.message, retryable=False) from None
+        finally:
+            if not ok:
+                answer.cancel()  # stop the node's side
+            final = last or {}
+            self._report(
+                decision,
+                t0,
+                ok=ok,
+                started=True,
+                first_chunk_s=ttft,
+                error=error,
+                **metrics_from_final_chunk(final),
+            )
+            if ok:
+                ctx.answer(ttft, last)
+            else:
+                ctx.fail(error or "stream failed", 499 if ctx.disconnected else 502)
+            if own:
+                self.traces.finish(ctx)
+
+    def _end_trace(self, ctx: TraceContext, own: bool, err: HerdError | None) -> None:
+        if err is not None:
+            ctx.fail(err.message, err.status)
+        if own:
+            self.traces.finish(ctx)
+
+    # --- non-streaming ------------------------------------------------------------------
+    async def complete(self, req: InferenceRequest) -> tuple[Decision, int, Chunk]:
+        """One whole response: :meth:`stream`, folded, within the request's time limit."""
+        async with asyncio.timeout(request_limit(self.settings, req.kind)):
+            served = await self.stream(req)
+            folded = answer_folder(req.kind)
+            for chunk in served.first:
+                folded.feed(chunk)
+            async for batch in served.rest:
+                for chunk in batch:
+                    folded.feed(chunk)
+            return served.decision, served.retries, folded.result()

@@ -1,0 +1,140 @@
+"""The dispatcher's link to the router: its fleet mirror, event reports and traces.
+
+Three background tasks per event loop, all through the :class:`RouterPort`: one
+long-polls ``view`` and loads it into the :class:`~herd.routing.mirror.FleetMirror`, one
+sends begin/end events in numbered batches (``report``), one ships finished request
+traces (``record_traces``, :class:`~herd.dispatch.trace_shipper.TraceShipper`). Every
+router call is bounded by ``FLEET_ACTOR_CALL_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from herd.dispatch.ports import RouterPort
+from herd.dispatch.trace_shipper import TraceShipper
+from herd.errors import FleetUnavailable, HerdError
+from herd.routing.decide import weights_from
+from herd.routing.events import REPORT_BATCH
+from herd.routing.mirror import FleetMirror
+from herd.settings import Settings
+
+_VIEW_WAIT = 0.5  # long-poll of router.view: the router answers at once on a change
+_VIEW_GAP = 0.1  # at least this long between two views (under load every report is one)
+_VIEW_RETRY = 1.0  # after a failed view call
+
+
+class RouterLink:
+    def __init__(self, settings: Settings, router: RouterPort, local_routing: bool = True) -> None:
+        self.settings = settings
+        self.router = router
+        self.local_routing = local_routing
+        self.mirror = FleetMirror(
+            uuid.uuid4().hex,
+            weights_from(settings),
+            settings.heartbeat_timeout,
+            settings.heartbeat_offline,
+        )
+        self.traces = TraceShipper(self._send_traces)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._send_lock: asyncio.Lock | None = None
+        self._kick: asyncio.Event | None = None
+
+    # --- background ---------------------------------------------------------------------
+    def ensure_background(self) -> None:
+        """Start the mirror refresher, the reporter and the trace shipper on the running
+        loop (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and all(not t.done() for t in self._tasks):
+            return
+        self.stop()
+        self._loop = loop
+        self._send_lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._tasks = [loop.create_task(self._report_loop()), loop.create_task(self.traces.run())]
+        if self.local_routing:
+            self._tasks.append(loop.create_task(self._refresh_loop()))
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    async def _refresh_loop(self) -> None:
+        mirror = self.mirror
+        while True:
+            try:
+                async with asyncio.timeout(_VIEW_WAIT + self.settings.actor_call_timeout):
+                    data = await self.router.view(mirror.epoch, mirror.version, _VIEW_WAIT)
+                if data is None:
+                    mirror.confirm(time.time())
+                else:
+                    mirror.load(data, time.time())
+                await asyncio.sleep(_VIEW_GAP)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # router gone or slow: route through acquire meanwhile
+                mirror.invalidate()
+                self.router.forget()
+                await asyncio.sleep(_VIEW_RETRY)
+
+    async def _report_loop(self) -> None:
+        assert self._kick is not None
+        kick = self._kick
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(kick.wait(), timeout=self.mirror.next_due_in(time.time()))
+            kick.clear()
+            if self.mirror.due(time.time()):
+                await self.flush()
+
+    def kicked(self) -> None:
+        """An event was added: send now when a full batch is pending."""
+        if self._kick is not None and self.mirror.pending >= REPORT_BATCH:
+            self._kick.set()
+
+    async def flush(self) -> None:
+        """Send every pending begin/end event to the router (one batch at a time, in order)."""
+        if self._send_lock is None:
+            return
+        async with self._send_lock:
+            batch = self.mirror.take_batch()
+            if batch is None:
+                return
+            seq, events = batch
+            try:
+                async with asyncio.timeout(self.settings.actor_call_timeout):
+                    await self.router.report(self.mirror.source, seq, events)
+            except Exception:  # the router is gone; its restart rebuilds from heartbeats
+                self.mirror.batch_lost(seq)
+                self.router.forget()
+
+    async def _send_traces(self, batch: list[Any]) -> None:
+        async with asyncio.timeout(self.settings.actor_call_timeout):
+            await self.router.call("record_traces", batch)
+
+    # --- calls --------------------------------------------------------------------------
+    async def call(self, method: str, *args: Any) -> Any:
+        """``router.<method>(*args)`` within FLEET_ACTOR_CALL_TIMEOUT. Errors the router
+        raised pass through (a BadRequest: the arguments were bad); a router that is
+        gone or silent is FleetUnavailable."""
+        try:
+            async with asyncio.timeout(self.settings.actor_call_timeout):
+                return await self.router.call(method, *args)
+        except HerdError:
+            raise
+        except TimeoutError:
+            self.router.forget()
+            raise FleetUnavailable(f"router unavailable: no answer to {method}") from None
+
+    async def status(self) -> dict[str, Any]:
+        await self.flush()  # so the router's in-flight book includes what we started
+        result: dict[str, Any] = await self.call("status")
+        # This ingress's routing view: the router's version it last loaded.
+        result["ingress_view_version"] = self.mirror.version
+        return result
