@@ -11,16 +11,19 @@ own cluster and its own process)::
     python bench/_fleet.py --mode haproxy
 
 It prints one line ``HERD_FLEET_READY {json}`` when the endpoint answers, then holds the
-fleet until its stdin closes (or SIGTERM), and tears everything down.
+fleet until its stdin closes (or SIGTERM), and tears everything down. ``FleetProcess``
+is the parent's side: it runs this script and reads that line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,6 +128,56 @@ def local_fleet(
         fleet.stop()  # also stops the HAProxy that Serve left behind
         shutil.rmtree(data_dir, ignore_errors=True)
         _step(stopping, "stopped")
+
+
+class FleetProcess:
+    """``_fleet.py`` for one mode: boots at construction, tears down once released.
+
+    Releasing only closes its stdin, so the next mode's fleet can boot while this one
+    tears down (Ray's head takes ~20 s to stop); ``wait`` blocks until it is gone.
+    """
+
+    def __init__(
+        self, mode: str, replicas: int, ray_env: list[str], profile: str = "instant"
+    ) -> None:
+        self.mode = mode
+        cmd = [sys.executable, str(Path(__file__).resolve()), f"--mode={mode}"]
+        cmd += [f"--replicas={replicas}", f"--profile={profile}"]
+        cmd += [f"--ray-env={item}" for item in ray_env]
+        # Its own session: Ctrl-C reaches only this process, which then releases the
+        # fleet; the fleet also tears down if this process dies (its stdin closes).
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+
+    def ready(self) -> dict[str, Any]:
+        """Block until the fleet answers; its description (endpoint, emulator, ...)."""
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the {self.mode} fleet exited early (code {self.proc.wait()})")
+            if line.startswith(READY):
+                info: dict[str, Any] = json.loads(line[len(READY) :])
+                return info
+            print(f"  [{self.mode} fleet] {line.rstrip()}", file=sys.stderr, flush=True)
+
+    def release(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def wait(self, timeout: float = 120.0) -> None:
+        self.release()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()  # it tears down on SIGTERM too
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _step(since: float, what: str) -> None:

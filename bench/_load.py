@@ -105,6 +105,54 @@ async def first_chunk_once(
     return elapsed
 
 
+@dataclass(frozen=True, slots=True)
+class StreamTrace:
+    """One streamed answer as the client saw it: when the request went out, and for each
+    read that completed lines, when it returned (``perf_counter``) and how many."""
+
+    start: float
+    times: list[float]
+    counts: list[int]
+
+
+async def stream_trace(session: aiohttp.ClientSession, url: str, body: bytes) -> StreamTrace:
+    """One NDJSON stream read with ``readany`` (no per-line parsing: one clock read and
+    one ``bytes.count`` per read), checked to end with ``"done":true``."""
+    clock = time.perf_counter
+    t0 = clock()
+    times: list[float] = []
+    counts: list[int] = []
+    tail = b""
+    async with session.post(url, data=body, headers=HEADERS) as resp:
+        if resp.status != 200:
+            raise BadResponse(f"{url}: HTTP {resp.status}: {(await resp.read())[:200]!r}")
+        read = resp.content.readany
+        while data := await read():
+            now = clock()
+            if n := data.count(b"\n"):
+                times.append(now)
+                counts.append(n)
+            tail = data[-512:] if len(data) >= 512 else (tail + data)[-512:]
+    last = tail.rstrip().rsplit(b"\n", 1)[-1]
+    if not times or b'"done":true' not in last.replace(b" ", b""):
+        raise BadResponse(f"{url}: NDJSON stream did not end with done: {last[:120]!r}")
+    return StreamTrace(t0, times, counts)
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float], zeros: int = 0) -> list[float]:
+    """Nearest-rank percentiles of ``values`` plus ``zeros`` more values of 0.0 (sorted
+    once; the zeros are counted, not stored)."""
+    ordered = sorted(values)
+    n = len(ordered) + zeros
+    if not n:
+        return [math.nan for _ in qs]
+    out = []
+    for q in qs:
+        rank = max(1, math.ceil(q / 100 * n))
+        out.append(0.0 if rank <= zeros else ordered[rank - zeros - 1])
+    return out
+
+
 @dataclass(frozen=True)
 class Target:
     """One endpoint and how to call it."""

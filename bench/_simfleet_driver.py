@@ -1,7 +1,7 @@
-"""The in-process dispatcher of ``bench/fleet.py``: the real router and node code, no Ray.
+"""The in-process fleet of ``bench/fleet.py``: the real router, node and dispatch code, no Ray.
 
-What ``actors/dispatch.py``, ``actors/router.py`` and ``actors/node.py`` do over Ray,
-done here with direct calls on the real classes:
+What the NodeActors and the RouterActor do over Ray, done here with direct calls on the
+real classes, while every request runs through the production attempt loop:
 
 * one :class:`herd.node.agent.NodeAgent` per emulated device (over the real
   :class:`herd.backends.ollama.OllamaBackend`) pushes a heartbeat to the real
@@ -9,21 +9,11 @@ done here with direct calls on the real classes:
   loop; each agent has its device's memory budget (``FLEET_NODE_MEMORY_BYTES``) and
   ``OLLAMA_NUM_PARALLEL``, so it reports the emulated device, not the bench machine;
 * the router's upkeep round (zombie reaper, rebalancer, pre-warm) runs every heartbeat
-  interval as in the RouterActor, and its moves and warms are carried out on the
-  NodeAgents;
-* every request is converted by the real ingress code (``ollama_chat_request``), is
-  planned and settled around its decision like in the dispatcher (``plan_route`` /
-  ``settle``: the request's features for the policies, VRAM fallback, context
-  protection), takes the decision from ``RouterCore.acquire`` (holding queue
-  included), streams from the chosen node's ``NodeAgent.stream`` and, like
-  ``Dispatcher.stream``, goes to another node when it fails before its first chunk
-  (exclude set, up to ``max_retries``; a request handed back by the rebalancer moves
-  without counting a retry); every attempt ends with ``RouterCore.release(Outcome)``
-  carrying TTFT, latency and the final chunk's metrics (token counts, load / prompt /
-  generation durations) that feed the router's PerfBook.
-
-The only difference from the Ray path: decisions come from ``RouterCore.acquire``
-directly (the ingress's mirrored view runs the same ``decide()`` over the same state).
+  interval as in the RouterActor, and its moves and warms are carried out on the agents;
+* every request is converted by the real ingress code (``ollama_chat_request``) and
+  served by :class:`herd.dispatch.dispatcher.Dispatcher` (the very class the Serve
+  ingress runs) over in-process ports (``bench/_simfleet_ports.py``): its own fleet
+  mirror, plan and settle, retries, moves, fallbacks, outcome reports and traces.
 """
 
 from __future__ import annotations
@@ -31,34 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
+
+from _simfleet_ports import AgentNodes, CoreRouter
 
 from herd.backends.media import MediaEngines
 from herd.backends.ollama import OllamaBackend
 from herd.convert.ollama_request import ollama_chat_request
-from herd.dispatch.prep import plan_route, settle
-from herd.domain import Decision, InferenceRequest, Outcome
-from herd.errors import BackendError, HerdError, ModelNotFound, NodeUnavailable, Rebalanced
+from herd.dispatch.dispatcher import Dispatcher
+from herd.dispatch.router_link import LinkTiming
+from herd.domain import InferenceRequest
+from herd.errors import HerdError
 from herd.node.agent import NodeAgent
 from herd.routing.core import RouterCore
 from herd.routing.maintenance import Warm
-from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
 from herd.wire.ollama import ChatRequest
-
-_MARGIN_S = 5.0  # as actors/dispatch.py: added to the node's first-chunk timeout
-_MAX_MOVES = 3  # as actors/dispatch.py: times one request may be handed back by nodes
-
-Chunks = AsyncGenerator[list[dict[str, Any]], None]
-
-
-def retryable(err: HerdError) -> bool:
-    """Same rule as ``actors.dispatch._retryable``: retry on another node or not."""
-    if isinstance(err, BackendError):
-        return err.retryable
-    return isinstance(err, ModelNotFound | NodeUnavailable)
 
 
 @dataclass(slots=True)
@@ -102,11 +81,21 @@ def chat_request(index: int, model: str, prompt: str, num_predict: int) -> Infer
 
 class FleetDriver:
     def __init__(
-        self, settings: Settings, nodes: list[SimNode], core: RouterCore | None = None
+        self,
+        settings: Settings,
+        nodes: list[SimNode],
+        core: RouterCore | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.settings = settings
         self.core = core if core is not None else RouterCore(settings)
         self.nodes = {n.name: n for n in nodes}
+        self.router = CoreRouter(self.core)
+        ports = AgentNodes({n.name: n.agent for n in nodes}, lambda name: self.nodes[name].alive)
+        self.dispatcher = Dispatcher(
+            settings, self.router, ports, timing=LinkTiming().scaled(time_scale)
+        )
+        self.dispatcher.mirror.weights = self.core.weights  # the time-scaled priors
         self.upkeep_counts = {"moves": 0, "warms": 0, "reaped": 0}
         self._tasks: list[asyncio.Task[Any]] = []
         self._warming: set[asyncio.Task[None]] = set()
@@ -167,106 +156,36 @@ class FleetDriver:
         self.core.warmed(warm, ok)
 
     async def stop(self) -> None:
+        await self.dispatcher.flush()
+        self.dispatcher.close()
         for task in [*self._tasks, *self._warming]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._warming, return_exceptions=True)
         for node in self.nodes.values():
             await node.agent.stop()
 
-    # --- requests (Dispatcher.stream + its _rest) ---------------------------------------
-    def _release(
-        self, decision: Decision, t0: float, chunk: dict[str, Any] | None, **fields: Any
-    ) -> None:
-        outcome = Outcome(
-            request_id=decision.request_id,
-            node_id=decision.node_id,
-            model=decision.model,
-            total_s=time.perf_counter() - t0,
-            **fields,
-            **metrics_from_final_chunk(chunk or {}),
-        )
-        self.core.release(outcome)
-
-    async def _decide(
-        self, req: InferenceRequest, exclude: set[str], attempt: int
-    ) -> tuple[Decision, InferenceRequest]:
-        """As ``Dispatcher._decide``: plan (features, VRAM fallback), decide, settle
-        (context protection); returns the decision and the request the node gets."""
-        snapshot = self.core.snapshot(time.time())
-        plan = plan_route(req, snapshot, self.core.toggles, frozenset(exclude))
-        decision = await self.core.acquire(
-            req.request_id, plan.models, frozenset(exclude), attempt, query=plan.query
-        )
-        settled = settle(req, decision, snapshot, self.settings.context_protection)
-        return settled.decision, settled.req
-
+    # --- requests (the production attempt loop) -----------------------------------------
     async def serve(self, req: InferenceRequest, index: int) -> RequestResult:
         arrival = time.perf_counter()
         result = RequestResult(index, req.model, ok=False, arrival=arrival)
-        exclude: set[str] = set()
-        attempt = moves = 0
-        while True:
-            try:
-                decision, node_req = await self._decide(req, exclude, attempt)
-            except HerdError as exc:  # 404 / 503 after the holding queue
-                result.error = exc.message
-                return result
-            result.node, result.served_model = decision.node_id, decision.model
-            result.retries, result.moves = attempt, moves
-            t0 = time.perf_counter()
-            stream = self.nodes[decision.node_id].agent.stream(node_req, decision.model)
-            try:
-                async with asyncio.timeout(self.settings.first_chunk_timeout + _MARGIN_S):
-                    first = await anext(stream)
-            except Exception as exc:
-                await stream.aclose()
-                err = exc if isinstance(exc, HerdError) else NodeUnavailable(repr(exc))
-                self._release(decision, t0, None, ok=False, error=err.message)
-                if isinstance(err, Rebalanced) and moves < _MAX_MOVES:
-                    exclude.add(decision.node_id)
-                    moves += 1
-                    continue
-                if retryable(err) and attempt < self.settings.max_retries:
-                    exclude.add(decision.node_id)
-                    attempt += 1
-                    continue
-                result.error = err.message
-                return result
-            ttft = time.perf_counter() - t0
-            result.ttft_s = time.perf_counter() - arrival
-            return await self._rest(stream, first, decision, t0, ttft, result)
-
-    async def _rest(
-        self,
-        stream: Chunks,
-        first: list[dict[str, Any]],
-        decision: Decision,
-        t0: float,
-        ttft: float,
-        result: RequestResult,
-    ) -> RequestResult:
-        last = first[-1] if first else None
-        error: str | None = None
         try:
-            while last is None or not last.get("done"):
-                async with asyncio.timeout(self.settings.chunk_timeout + _MARGIN_S):
-                    batch = await anext(stream)
-                if batch:
-                    last = batch[-1]
-        except StopAsyncIteration:
-            pass
-        except Exception as exc:
-            error = exc.message if isinstance(exc, HerdError) else repr(exc)
-        finally:
-            await stream.aclose()
-        ok = error is None and last is not None and bool(last.get("done"))
-        if not ok and error is None:
-            error = "stream ended without a final chunk"
-        self._release(decision, t0, last, ok=ok, started=True, first_chunk_s=ttft, error=error)
-        result.ok, result.error = ok, error
-        if ok and last is not None:
-            result.latency_s = time.perf_counter() - result.arrival
-            result.completion_tokens = int(last.get("eval_count") or 0)
+            served = await self.dispatcher.stream(req)
+        except HerdError as exc:  # 404 / 503 after the holding queue, retries used up
+            result.error = exc.message
+            return result
+        result.ttft_s = time.perf_counter() - arrival
+        result.node, result.served_model = served.decision.node_id, served.decision.model
+        result.retries, result.moves = served.retries, served.moves
+        last = served.first[-1] if served.first else None
+        try:
+            async for batch in served.rest:
+                last = batch[-1]
+        except HerdError as exc:  # broke after the first chunk (the device died)
+            result.error = exc.message
+            return result
+        result.ok = True
+        result.latency_s = time.perf_counter() - arrival
+        result.completion_tokens = int((last or {}).get("eval_count") or 0)
         return result
 
 

@@ -4,9 +4,9 @@ Runs herd's routing code (``RouterCore``: scoring, holding queue, in-flight book
 ``NodeAgent`` over the Ollama backend; the ingress's request conversion) against a
 heterogeneous fleet of Ollama emulators (``bench/_simfleet_profiles.py``) under seeded
 workloads (``bench/_simfleet_workloads.py``), once per routing policy, and prints a table
-plus one JSON line ``{"bench": "fleet", ...}``. No Ray: ``bench/_simfleet_driver.py``
-does what the ingress dispatcher does (decide, stream, retry before the first chunk,
-report outcomes) with direct calls.
+plus one JSON line ``{"bench": "fleet", ...}``. No Ray, but the production request loop:
+every request runs through ``herd.dispatch.Dispatcher`` over in-process ports
+(``bench/_simfleet_ports.py``, ``bench/_simfleet_driver.py``).
 
 The emulators run ``--time-scale`` times faster than the devices they model (tokens/s and
 load bandwidth multiplied, the router's timeouts and heartbeat interval divided), and every
@@ -15,6 +15,10 @@ time is reported in simulated seconds (wall seconds x scale)::
     python bench/fleet.py                      # every workload x every available policy
     python bench/fleet.py --workloads steady,node-death --policies score --seed 7
     python bench/fleet.py --quick              # a small config, under a minute
+    python bench/fleet.py --seeds 1,2,3        # every run once per seed, plus a summary
+
+After the per-run table comes a summary per workload x policy over the seeds: ok rate,
+mean p50 and p95, p95 as a multiple of the floor and of round-robin's, rank by p95.
 
 Policies need ``FLEET_ROUTING_POLICY`` (``Settings.routing_policy``); without that setting
 only the router's built-in scoring runs (as ``score``) and the others are listed as skipped.
@@ -29,6 +33,9 @@ Columns (one row per workload x policy, every policy gets the very same requests
 * ``cold loads`` / ``evictions``: model loads and LRU evictions the emulators counted
   (pre-warms included);
 * ``req/s``: answered requests / (last answer - first arrival), in simulated time;
+* ``floor p95``: the workload's service-time floor (``bench/_simfleet_floor.py``: every
+  request alone on the fastest device that holds its model, loaded, no queue), and
+  ``x floor``: the row's p95 as a multiple of it;
 * ``lag ms``: p99 lateness of the bench's event loop (wall ms): a fidelity check, a
   large value means the machine was too busy for the simulated timings to hold.
 """
@@ -43,12 +50,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from _simfleet_floor import workload_floor
 from _simfleet_hosts import open_host
 from _simfleet_profiles import CHUNK_TOKENS, DEVICES, describe_fleet
 from _simfleet_run import (
     POLICIES,
     PolicyUnavailable,
-    RunResult,
     has_policy_setting,
     router_settings,
     run_once,
@@ -73,8 +80,21 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cold loads", "cold_loads", "d"),
     ("evictions", "evictions", "d"),
     ("req/s", "req_per_s", ".3f"),
+    ("floor p95", "floor_p95_s", ".2f"),
+    ("x floor", "p95_x_floor", ".2f"),
     ("wall s", "wall_s", ".1f"),
     ("lag ms", "loop_lag_p99_ms", ".0f"),
+)
+SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("workload", "workload", "s"),
+    ("policy", "policy", "s"),
+    ("seeds", "seeds", "d"),
+    ("ok %", "ok_pct", ".1f"),
+    ("mean p50 s", "p50_s", ".2f"),
+    ("mean p95 s", "p95_s", ".2f"),
+    ("p95 x floor", "p95_x_floor", ".2f"),
+    ("p95 vs rr", "p95_vs_round_robin", ".2f"),
+    ("rank", "rank", "d"),
 )
 
 
@@ -84,6 +104,7 @@ class BenchConfig:
     policies: tuple[str, ...]
     seed: int = 1
     requests: int = DEFAULT_REQUESTS
+    seeds: tuple[int, ...] = ()  # several seeds: every run once per seed (overrides seed)
     time_scale: float = DEFAULT_SCALE
     host: str = "process"
 
@@ -105,24 +126,35 @@ def available_policies(wanted: Sequence[str]) -> tuple[list[str], dict[str, str]
 async def run_bench(config: BenchConfig, log: Any = None) -> dict[str, Any]:
     """Every workload x every available policy; returns the JSON document."""
     policies, skipped = available_policies(config.policies)
-    rows: list[RunResult] = []
+    rows: list[dict[str, Any]] = []
+    perfbook: set[str] = set()
+    seeds = config.seeds or (config.seed,)
     async with open_host(config.host) as host:
-        for name in config.workloads:
-            workload = build_workload(name, config.seed, config.requests)
-            for policy in policies:
-                result = await run_once(policy, workload, config.time_scale, host)
-                rows.append(result)
-                if log is not None:
-                    print(
-                        f"  {name:<10} {policy:<16} ok {result.completed}/{result.issued} "
-                        f"p95 {result.p95_s:.2f} s  ({result.wall_s:.1f} s wall)",
-                        file=log,
-                        flush=True,
-                    )
-    perfbook = sorted({r.perfbook for r in rows})
+        for seed in seeds:
+            for name in config.workloads:
+                workload = build_workload(name, seed, config.requests)
+                floor = workload_floor(workload)
+                for policy in policies:
+                    result = await run_once(policy, workload, config.time_scale, host)
+                    perfbook.add(result.perfbook)
+                    row = result.row()
+                    row["seed"] = seed
+                    row["floor_p50_s"] = round(floor["p50_s"], 3)
+                    row["floor_p95_s"] = round(floor["p95_s"], 3)
+                    row["p95_x_floor"] = _ratio(result.p95_s, floor["p95_s"])
+                    rows.append(row)
+                    if log is not None:
+                        print(
+                            f"  seed {seed} {name:<10} {policy:<16} ok "
+                            f"{result.completed}/{result.issued} p95 {result.p95_s:.2f} s "
+                            f"({row['p95_x_floor']} x floor, {result.wall_s:.1f} s wall)",
+                            file=log,
+                            flush=True,
+                        )
     return {
         "bench": "fleet",
         "seed": config.seed,
+        "seeds": list(seeds),
         "requests": config.requests,
         "time_scale": config.time_scale,
         "units": "simulated seconds (wall seconds x time_scale)",
@@ -132,24 +164,72 @@ async def run_bench(config: BenchConfig, log: Any = None) -> dict[str, Any]:
         "policy_setting": has_policy_setting(),
         "policies": policies,
         "skipped_policies": skipped,
-        "perfbook": perfbook,
-        "rows": [r.row() for r in rows],
+        "perfbook": sorted(perfbook),
+        "rows": rows,
+        "summary": summarize_seeds(rows),
     }
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    cells = [[h for h, _, _ in COLUMNS]]
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or a != a:  # nan: no answered request
+        return None
+    return round(a / b, 3)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and v == v]
+    return sum(kept) / len(kept) if kept else None
+
+
+def summarize_seeds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per workload x policy over every seed: means, p95 as a multiple of the floor and
+    of round-robin's, and each policy's rank by mean p95 within its workload."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["workload"], row["policy"]), []).append(row)
+    out: list[dict[str, Any]] = []
+    for (workload, policy), group in groups.items():
+        issued = sum(r["issued"] for r in group)
+        out.append(
+            {
+                "workload": workload,
+                "policy": policy,
+                "seeds": len(group),
+                "ok_pct": round(100.0 * sum(r["completed"] for r in group) / issued, 1)
+                if issued
+                else None,
+                "p50_s": _mean([r["p50_s"] for r in group]),
+                "p95_s": _mean([r["p95_s"] for r in group]),
+                "p95_x_floor": _mean([r["p95_x_floor"] for r in group]),
+            }
+        )
+    for entry in out:
+        same = [e for e in out if e["workload"] == entry["workload"]]
+        rr = next((e["p95_s"] for e in same if e["policy"] == "round_robin"), None)
+        entry["p95_vs_round_robin"] = _ratio(entry["p95_s"], rr)
+        ranked = sorted(same, key=lambda e: (e["p95_s"] is None, e["p95_s"] or 0.0))
+        entry["rank"] = ranked.index(entry) + 1
+        for key in ("p50_s", "p95_s", "p95_x_floor"):
+            if entry[key] is not None:
+                entry[key] = round(entry[key], 3)
+    return out
+
+
+def format_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]] = COLUMNS
+) -> str:
+    cells = [[h for h, _, _ in columns]]
     for row in rows:
         line = []
-        for _, key, fmt in COLUMNS:
+        for _, key, fmt in columns:
             value = row.get(key)
             line.append("-" if value is None else format(value, fmt))
         cells.append(line)
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     out = []
     for n, line in enumerate(cells):
         parts = [
-            c.ljust(w) if COLUMNS[i][2] == "s" else c.rjust(w)
+            c.ljust(w) if columns[i][2] == "s" else c.rjust(w)
             for i, (c, w) in enumerate(zip(line, widths, strict=True))
         ]
         out.append("  ".join(parts).rstrip())
@@ -171,6 +251,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", help="several seeds, e.g. 1,2,3 (overrides --seed)")
     parser.add_argument("--requests", type=int, help=f"per workload (default {DEFAULT_REQUESTS})")
     parser.add_argument("--time-scale", type=float, help=f"default {DEFAULT_SCALE:g}")
     parser.add_argument("--emulators", choices=("process", "inproc"), help="default process")
@@ -191,6 +272,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         workloads=_csv(args.workloads, WORKLOADS, "workloads"),
         policies=_csv(args.policies, POLICIES, "policies"),
         seed=args.seed,
+        seeds=tuple(int(x) for x in args.seeds.split(",") if x.strip()) if args.seeds else (),
         **base,
     )
 
@@ -202,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {line}", file=sys.stderr)
     doc = asyncio.run(run_bench(config, log=sys.stderr))
     print(format_table(doc["rows"]))
+    print()
+    print(format_table(doc["summary"], SUMMARY_COLUMNS))
     print(
         f"times in simulated seconds (wall x {config.time_scale:g}); cold loads and evictions "
         "from the emulators' counters; lag ms: p99 event-loop lag of the bench (wall ms, "

@@ -30,7 +30,7 @@ SPOKEN = "Please send the weather report to the kitchen before noon."
 
 
 async def _measure(engine_kind: str, repeat: int, wav: str) -> dict[str, object]:
-    from herd.backends.media import detect_media_engines
+    from herd.backends.media_detect import detect_media_engines
     from herd.settings import load_settings
 
     started = time.perf_counter()

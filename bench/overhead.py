@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from _fleet import MODES, READY
+from _fleet import MODES, FleetProcess
 from _load import (
     Target,
     alternating_throughput,
@@ -42,8 +39,6 @@ from _load import (
     interleaved,
     new_session,
 )
-
-HERE = Path(__file__).resolve().parent
 
 # Targets from the brief: added latency at p50, added time to first chunk, herd's req/s.
 TARGET_ADDED_P50_MS = 4.0
@@ -66,53 +61,6 @@ Row = dict[str, float | None]
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class FleetProcess:
-    """``_fleet.py`` for one mode: boots at construction, tears down once released.
-
-    Releasing only closes its stdin, so the next mode's fleet can boot while this one
-    tears down (Ray's head takes ~20 s to stop); ``wait`` blocks until it is gone.
-    """
-
-    def __init__(self, mode: str, replicas: int, ray_env: list[str]) -> None:
-        self.mode = mode
-        cmd = [sys.executable, str(HERE / "_fleet.py"), f"--mode={mode}", f"--replicas={replicas}"]
-        cmd += [f"--ray-env={item}" for item in ray_env]
-        # Its own session: Ctrl-C reaches only this process, which then releases the
-        # fleet; the fleet also tears down if this process dies (its stdin closes).
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
-        )
-
-    def ready(self) -> dict[str, Any]:
-        """Block until the fleet answers; its description (endpoint, emulator, ...)."""
-        assert self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the {self.mode} fleet exited early (code {self.proc.wait()})")
-            if line.startswith(READY):
-                info: dict[str, Any] = json.loads(line[len(READY) :])
-                return info
-            _say(f"  [{self.mode} fleet] {line.rstrip()}")
-
-    def release(self) -> None:
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-
-    def wait(self, timeout: float = 120.0) -> None:
-        self.release()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()  # it tears down on SIGTERM too
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def _pair(direct: float, herd: float) -> Row:

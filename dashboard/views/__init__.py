@@ -10,22 +10,9 @@ come from pure functions of the service's plain data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dashboard.views.base import View
 
-if TYPE_CHECKING:
-    from dash import Dash
-
-    from dashboard.bridge import SyncBridge
-
-
-@dataclass(frozen=True)
-class View:
-    slug: str
-    title: str
-    layout: Callable[[Mapping[str, str]], Any]
-    register: Callable[[Dash, SyncBridge], None]
+__all__ = ["View", "all_views"]
 
 
 def all_views() -> tuple[View, ...]:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard.bridge import SyncBridge
-from dashboard.views import View
+from dashboard.views.base import View
 from dashboard.views.common import (
     empty_figure,
     fmt_int,

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 
 from dashboard.bridge import SyncBridge
-from dashboard.views import View
+from dashboard.views.base import View
 from dashboard.views.common import (
     TRAFFIC_FORMATS,
     bar_chart,

@@ -9,7 +9,7 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 
 from dashboard.bridge import SyncBridge
-from dashboard.views import View
+from dashboard.views.base import View
 from dashboard.views.common import badge, fmt_gb, fmt_int, fmt_time, page, table, testid
 from dashboard.views.pulls import PullJobs, progress_text
 

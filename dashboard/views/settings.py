@@ -10,7 +10,7 @@ from typing import Any
 from dash import Dash, Input, Output, dcc, html, no_update
 
 from dashboard.bridge import SyncBridge
-from dashboard.views import View
+from dashboard.views.base import View
 from dashboard.views.common import badge, error_note, page, table, testid
 
 TOGGLES = (

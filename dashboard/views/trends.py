@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from dash import Dash, Output, html
 
 from dashboard.bridge import SyncBridge
-from dashboard.views import View
+from dashboard.views.base import View
 from dashboard.views.common import (
     Column,
     bar_chart,

@@ -2,7 +2,7 @@
 
 Each engine runs in the node process (heavy libraries imported lazily, the work done
 in a thread); models load once on first use and stay loaded, with the load time kept.
-:func:`detect_media_engines` finds what is installed on this device and never raises.
+:func:`herd.backends.media_detect.detect_media_engines` finds what this device has.
 
 Model names each engine exposes (they appear in the node's model list, so the router
 routes to them like any other model; matching is Ollama's: case-insensitive, a missing
@@ -29,16 +29,13 @@ tag means ``:latest``):
 from __future__ import annotations
 
 import logging
-import shutil
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
 from herd.domain import LoadedModel, ModelOnDisk, canonical_model
 
 if TYPE_CHECKING:
-    from herd.settings import Settings
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -280,76 +277,3 @@ def wanted_engines(setting: str) -> tuple[EngineName, ...]:
     if value in ("", "off", "none"):
         return ()
     return tuple(n for n in ENGINE_NAMES if n in {p.strip() for p in value.split(",")})
-
-
-def detect_media_engines(settings: Settings) -> MediaEngines:
-    """Find the media engines installed on this device; never raises.
-
-    Cheap: it checks importability with find_spec and binaries with shutil.which, and
-    lists model files; no torch import, no model load (that happens on first use).
-    """
-    found = MediaEngines()
-    for name in wanted_engines(settings.node.engines):
-        if name == "sentence-transformers":
-            _add(found.embedding, name, _detect_st, settings)
-        elif name == "faster-whisper":
-            _add(found.asr, name, _detect_whisper, settings)
-        elif name == "diffusers":
-            _add(found.image, name, _detect_diffusers, settings)
-        elif name == "qwen3-asr":
-            _add(found.asr, name, _detect_mac_asr, settings)
-        else:
-            _add(found.image, name, _detect_mac_image(name), settings)
-    return found
-
-
-def _add(into: list[E], name: str, detect: Callable[[Settings], E | None], s: Settings) -> None:
-    try:
-        engine = detect(s)
-    except Exception as exc:  # a broken install must not stop the node
-        log.warning("media engine %s not usable: %s", name, exc)
-        return
-    if engine is None:
-        return
-    if not engine.models():
-        log.info("media engine %s is installed but has no models", name)
-        return
-    into.append(engine)
-
-
-def _detect_st(settings: Settings) -> EmbeddingEngine | None:
-    from herd.backends.st_embed import detect_st_engine
-
-    return detect_st_engine(settings)
-
-
-def _detect_whisper(settings: Settings) -> AsrEngine | None:
-    from herd.backends.whisper_asr import detect_whisper_engine
-
-    return detect_whisper_engine(settings)
-
-
-def _detect_diffusers(settings: Settings) -> ImageEngine | None:
-    from herd.backends.diffusers_image import detect_diffusers_engine
-
-    return detect_diffusers_engine(settings)
-
-
-MacImageTool = Literal["mflux", "diffusionkit"]
-
-
-def _detect_mac_asr(settings: Settings) -> AsrEngine | None:
-    from herd.backends.mac_engines import detect_mac_asr
-
-    return detect_mac_asr(settings, platform=sys.platform, which=shutil.which)
-
-
-def _detect_mac_image(
-    tool: Literal["mflux", "diffusionkit"],
-) -> Callable[[Settings], ImageEngine | None]:
-    def detect(settings: Settings) -> ImageEngine | None:
-        from herd.backends.mac_engines import detect_mac_image
-
-        return detect_mac_image(tool, settings, platform=sys.platform, which=shutil.which)
-
-    return detect

@@ -29,7 +29,7 @@ from herd.dispatch.auto_pull import auto_pull
 from herd.dispatch.model_ops import ModelOps
 from herd.dispatch.ports import Answer, Chunk, NodePort, RouterPort
 from herd.dispatch.prep import RoutePlan, plan_route, settle
-from herd.dispatch.router_link import RouterLink
+from herd.dispatch.router_link import LinkTiming, RouterLink
 from herd.domain import Decision, InferenceRequest, Outcome
 from herd.errors import BackendError, FleetUnavailable, HerdError, ModelNotFound
 from herd.scoring.perf import metrics_from_final_chunk
@@ -45,6 +45,7 @@ class Served:
     retries: int
     first: list[Chunk]
     rest: AsyncIterator[list[Chunk]]
+    moves: int = 0  # times nodes handed the request back before this one took it
 
 
 class Dispatcher:
@@ -56,10 +57,11 @@ class Dispatcher:
         router: RouterPort,
         nodes: NodePort,
         local_routing: bool = True,
+        timing: LinkTiming | None = None,
     ) -> None:
         self.settings = settings
         self.nodes = nodes
-        self.link = RouterLink(settings, router, local_routing)
+        self.link = RouterLink(settings, router, local_routing, timing)
         self.mirror = self.link.mirror
         self.traces = self.link.traces
         self.models = ModelOps(settings, self.link, nodes)
@@ -189,7 +191,7 @@ class Dispatcher:
                 raise err from None
             ttft = time.perf_counter() - t0
             rest = self._rest(req.kind, answer, decision, t0, ttft, ctx, own)
-            return Served(decision, tries.attempt, answer.first, rest)
+            return Served(decision, tries.attempt, answer.first, rest, tries.moves)
 
     async def _rest(
         self,

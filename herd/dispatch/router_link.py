@@ -13,31 +13,52 @@ import asyncio
 import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from herd.dispatch.ports import RouterPort
 from herd.dispatch.trace_shipper import TraceShipper
 from herd.errors import FleetUnavailable, HerdError
 from herd.routing.decide import weights_from
-from herd.routing.events import REPORT_BATCH
-from herd.routing.mirror import FleetMirror
+from herd.routing.events import REPORT_BATCH, REPORT_EVERY_S
+from herd.routing.mirror import STALE_AFTER_S, FleetMirror
 from herd.settings import Settings
 
-_VIEW_WAIT = 0.5  # long-poll of router.view: the router answers at once on a change
-_VIEW_GAP = 0.1  # at least this long between two views (under load every report is one)
-_VIEW_RETRY = 1.0  # after a failed view call
+
+@dataclass(frozen=True, slots=True)
+class LinkTiming:
+    """How the link paces its router calls (seconds). Fixed in production; the fleet
+    benchmark divides them by its time scale, like every other time setting."""
+
+    view_wait: float = 0.5  # long-poll of router.view: the router answers at once on a change
+    view_gap: float = 0.1  # at least this long between two views (under load, one per report)
+    view_retry: float = 1.0  # after a failed view call
+    stale_after: float = STALE_AFTER_S  # a mirror not confirmed for this long is not used
+    report_every: float = REPORT_EVERY_S  # pending events are sent at least this often
+
+    def scaled(self, factor: float) -> LinkTiming:
+        return LinkTiming(*(getattr(self, f) / factor for f in self.__slots__))
 
 
 class RouterLink:
-    def __init__(self, settings: Settings, router: RouterPort, local_routing: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        router: RouterPort,
+        local_routing: bool = True,
+        timing: LinkTiming | None = None,
+    ) -> None:
         self.settings = settings
         self.router = router
         self.local_routing = local_routing
+        self.timing = timing = timing or LinkTiming()
         self.mirror = FleetMirror(
             uuid.uuid4().hex,
             weights_from(settings),
             settings.heartbeat_timeout,
             settings.heartbeat_offline,
+            stale_after=timing.stale_after,
+            report_every=timing.report_every,
         )
         self.traces = TraceShipper(self._send_traces)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,22 +87,22 @@ class RouterLink:
         self._tasks = []
 
     async def _refresh_loop(self) -> None:
-        mirror = self.mirror
+        mirror, timing = self.mirror, self.timing
         while True:
             try:
-                async with asyncio.timeout(_VIEW_WAIT + self.settings.actor_call_timeout):
-                    data = await self.router.view(mirror.epoch, mirror.version, _VIEW_WAIT)
+                async with asyncio.timeout(timing.view_wait + self.settings.actor_call_timeout):
+                    data = await self.router.view(mirror.epoch, mirror.version, timing.view_wait)
                 if data is None:
                     mirror.confirm(time.time())
                 else:
                     mirror.load(data, time.time())
-                await asyncio.sleep(_VIEW_GAP)
+                await asyncio.sleep(timing.view_gap)
             except asyncio.CancelledError:
                 raise
             except Exception:  # router gone or slow: route through acquire meanwhile
                 mirror.invalidate()
                 self.router.forget()
-                await asyncio.sleep(_VIEW_RETRY)
+                await asyncio.sleep(timing.view_retry)
 
     async def _report_loop(self) -> None:
         assert self._kick is not None

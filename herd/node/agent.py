@@ -16,7 +16,8 @@ from typing import Any
 
 from herd import __version__
 from herd.backends.base import Backend, BackendState
-from herd.backends.media import MediaEngines, detect_media_engines
+from herd.backends.media import MediaEngines
+from herd.backends.media_detect import detect_media_engines
 from herd.backends.ollama import OllamaBackend
 from herd.convert.ollama_response import STREAMED_KINDS, answer_folder
 from herd.domain import InferenceRequest, NodeHeartbeat

@@ -26,8 +26,8 @@ from herd.backends.media import (
     ImageEngine,
     ImageResult,
     MediaEngines,
-    detect_media_engines,
 )
+from herd.backends.media_detect import detect_media_engines
 from herd.errors import BadRequest, ModelNotFound
 from herd.settings import load_settings
 

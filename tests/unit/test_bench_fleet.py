@@ -62,6 +62,17 @@ async def test_tiny_run_has_one_sane_row_per_policy_and_workload(
     assert len(table) == 2 + len(rows)
     assert table[0].split()[:2] == ["workload", "policy"]
 
+    for row in rows:  # the service-time floor and how far each policy is from it
+        assert 0 < row["floor_p50_s"] <= row["floor_p95_s"]
+        assert row["p95_x_floor"] == pytest.approx(row["p95_s"] / row["floor_p95_s"], rel=2e-3)
+    summary = doc["summary"]
+    assert sorted((s["workload"], s["policy"]) for s in summary) == sorted(
+        (w, p) for w in workloads for p in policies
+    )
+    for workload in workloads:
+        ranks = sorted(s["rank"] for s in summary if s["workload"] == workload)
+        assert ranks == list(range(1, len(policies) + 1))
+
 
 def test_workloads_are_reproducible(bench: dict[str, ModuleType]) -> None:
     build = bench["_simfleet_workloads"].build_workload

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from herd.backends import media
+from herd.backends import media_detect
 from herd.backends.mac_engines import detect_mac_asr, detect_mac_image
-from herd.backends.media import ENGINE_NAMES, detect_media_engines, wanted_engines
+from herd.backends.media import ENGINE_NAMES, wanted_engines
+from herd.backends.media_detect import detect_media_engines
 from herd.errors import ConfigError
 from herd.settings import Settings, load_settings
 
@@ -117,8 +118,8 @@ def test_a_broken_engine_does_not_stop_detection(
     def broken(_: Settings) -> None:
         raise RuntimeError("half-installed")
 
-    monkeypatch.setattr(media, "_detect_st", broken)
-    with caplog.at_level(logging.WARNING, logger="herd.backends.media"):
+    monkeypatch.setattr(media_detect, "_detect_st", broken)
+    with caplog.at_level(logging.WARNING, logger="herd.backends.media_detect"):
         found = detect_media_engines(settings(engines="sentence-transformers,faster-whisper"))
     assert found.kinds() == ("faster-whisper",)
     assert "sentence-transformers not usable: half-installed" in caplog.text
@@ -128,7 +129,7 @@ def test_detection_imports_no_engine_library() -> None:
     """Auto-detection is cheap: find_spec and PATH lookups, no torch import."""
     code = (
         "import sys\n"
-        "from herd.backends.media import detect_media_engines\n"
+        "from herd.backends.media_detect import detect_media_engines\n"
         "from herd.settings import load_settings\n"
         "found = detect_media_engines(load_settings(node={'engines': 'auto'}))\n"
         "assert found.models(), 'nothing detected'\n"
