@@ -22,8 +22,8 @@ tag means ``:latest``):
   ``z-image-turbo``, ``flux-dev``, ``flux-schnell``; DiffusionKit ``sd3-medium``,
   ``sd3.5-large``; mlx-qwen3-asr ``qwen3-asr`` (0.6B) and ``qwen3-asr:1.7b``.
 - Ollama native image models (``x/z-image-turbo``, ``x/flux2-klein``) and Ollama embedding
-  models are served by the Ollama backend, not here; :func:`model_category` still
-  classifies them.
+  models are served by the Ollama backend, not here; :func:`herd.taxonomy.model_category`
+  still classifies them.
 """
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
 from herd.domain import LoadedModel, ModelOnDisk, canonical_model
+from herd.taxonomy import ModelCategory
 
 if TYPE_CHECKING:
     pass
 
 log = logging.getLogger(__name__)
-
-ModelCategory = Literal["llm", "embedding", "image", "asr"]
-MODEL_CATEGORIES: tuple[ModelCategory, ...] = ("llm", "embedding", "image", "asr")
 
 
 # --------------------------------------------------------------------------- results
@@ -206,58 +204,6 @@ class MediaEngines:
                 await e.close()
             except Exception:  # closing must not stop closing the others
                 log.exception("closing media engine %s failed", e.kind)
-
-
-# --------------------------------------------------------------------------- categories
-
-_IMAGE_NAMES = frozenset(
-    {
-        "z-image-turbo",
-        "flux-dev",
-        "flux-schnell",
-        "sd3-medium",
-        "sd3.5-large",
-        "x/z-image-turbo",
-        "x/flux2-klein",
-        "tiny-sd",
-    }
-)
-_IMAGE_HINTS = ("stable-diffusion", "sdxl", "flux", "z-image", "diffusion", "-sd:", "dall-e")
-_IMAGE_FAMILIES = frozenset({"diffusers", "flux", "sd3", "stable-diffusion", "image"})
-_ASR_HINTS = ("whisper", "asr", "speech-to-text", "parakeet", "tiny.en", "base.en")
-_ASR_FAMILIES = frozenset({"whisper", "asr"})
-_EMBED_HINTS = (
-    "embed",
-    "minilm",
-    "bge-",
-    "bge:",
-    "gte-",
-    "e5-",
-    "mxbai",
-    "snowflake-arctic-embed",
-    "paraphrase-",
-    "nomic-embed",
-    "granite-embedding",
-)
-_EMBED_FAMILIES = frozenset({"bert", "nomic-bert", "sentence-transformers", "xlm-roberta"})
-
-
-def model_category(name: str, family: str = "") -> ModelCategory:
-    """Best guess of a model's type from its name and Ollama family ("llm" by default).
-
-    Engines here know their own categories (:meth:`MediaEngines.categories`); this is for
-    models listed by Ollama or an OpenAI-compatible server, and for the router.
-    """
-    key = canonical_model(name)
-    base = key.rsplit(":", 1)[0]
-    fam = family.strip().lower()
-    if base in _IMAGE_NAMES or fam in _IMAGE_FAMILIES or any(h in key for h in _IMAGE_HINTS):
-        return "image"
-    if fam in _ASR_FAMILIES or any(h in key for h in _ASR_HINTS):
-        return "asr"
-    if fam in _EMBED_FAMILIES or any(h in key for h in _EMBED_HINTS):
-        return "embedding"
-    return "llm"
 
 
 # --------------------------------------------------------------------------- detection

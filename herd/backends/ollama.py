@@ -12,9 +12,9 @@ import aiohttp
 
 from herd.backends.base import BackendState
 from herd.backends.http_errors import error_for_status
-from herd.backends.media import model_category
 from herd.domain import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 from herd.errors import BackendError, BackendTimeout, HerdError
+from herd.taxonomy import model_category
 
 _PATHS: dict[str, str] = {
     "chat": "/api/chat",
@@ -22,18 +22,6 @@ _PATHS: dict[str, str] = {
     "embed": "/api/embed",
     "embeddings": "/api/embeddings",
 }
-
-
-def category_of(name: str, family: str, capabilities: Any) -> str:
-    """A model's category from Ollama's ``capabilities`` when it lists them, else its name."""
-    caps = set(capabilities or ())
-    if "embedding" in caps:
-        return "embedding"
-    if "image" in caps:
-        return "image"
-    if "completion" in caps:
-        return "llm"
-    return model_category(name, family)
 
 
 def _model_on_disk(entry: Mapping[str, Any]) -> ModelOnDisk:
@@ -48,7 +36,7 @@ def _model_on_disk(entry: Mapping[str, Any]) -> ModelOnDisk:
         quantization_level=str(details.get("quantization_level") or ""),
         modified_at=str(entry.get("modified_at") or ""),
         digest=str(entry.get("digest") or ""),
-        category=category_of(name, family, entry.get("capabilities")),
+        category=model_category(name, family, entry.get("capabilities")),
     )
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from herd.domain import LoadedModel, NodeHeartbeat, canonical_model
-from herd.scoring.categories import category_of
 from herd.scoring.query import positive_int
+from herd.taxonomy import group_of
 
 ContextMode = Literal["strip", "warn", "passthrough"]
 ContextAction = Literal["none", "stripped", "upgraded", "kept", "warned"]
@@ -58,7 +58,7 @@ def find_upgrade(
     that fits, then the name."""
     key = canonical_model(model)
     wanted = chosen.models_by_key.get(key)
-    category = category_of(model, wanted)
+    category = group_of(model, wanted)
     family = wanted.family.lower() if wanted else ""
     best: tuple[tuple[int, bool, int, str, str], _Upgrade] | None = None
     nodes = [chosen, *sorted((o for o in others if o.node_id != chosen.node_id), key=_node_id)]
@@ -67,7 +67,7 @@ def find_upgrade(
             if other == key or loaded.context_length < need or loaded.context_length <= 0:
                 continue
             disk = hb.models_by_key.get(other)
-            if category_of(loaded.name, disk) != category:
+            if group_of(loaded.name, disk) != category:
                 continue
             same = bool(family) and disk is not None and disk.family.lower() == family
             pref = (min(rank_, 1), not same, loaded.context_length, other, hb.node_id)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from herd.domain import FleetSnapshot, ModelOnDisk, NodeView, canonical_model
-from herd.scoring.categories import category_of, parameter_count, size_distance
+from herd.scoring.model_size import parameter_count, size_distance
+from herd.taxonomy import group_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ def vram_fallback(
     if any(key in n.heartbeat.loaded_by_key for n in live):
         return None
     wanted = _describe(snapshot, key)
-    category = category_of(model, wanted)
+    category = group_of(model, wanted)
     want_params = parameter_count(model, wanted.parameter_size if wanted else "")
     want_bytes = float(wanted.size) if wanted and wanted.size else None
     family = wanted.family.lower() if wanted else ""
@@ -91,7 +92,7 @@ def vram_fallback(
         hb = node.heartbeat
         for other, loaded in hb.loaded_by_key.items():
             disk = hb.models_by_key.get(other)
-            if category_of(loaded.name, disk) != category:
+            if group_of(loaded.name, disk) != category:
                 continue
             entry = found.setdefault(other, (loaded.name, disk, loaded.size, []))
             entry[3].append(node.node_id)

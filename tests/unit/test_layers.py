@@ -19,6 +19,7 @@ PACKAGES = ("herd", "actors", "dashboard", "serve_app", "launch")
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"herd.errors"}),
     frozenset({"herd", "herd.settings", "herd.domain"}),
+    frozenset({"herd.taxonomy"}),
     frozenset(
         {"herd.logs", "herd.wire", "herd.scoring", "herd.sim", "herd.backends", "herd.traces"}
     ),

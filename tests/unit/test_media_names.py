@@ -13,11 +13,12 @@ from herd.backends.diffusers_image import (
 )
 from herd.backends.mac_cli import ASR_MODELS, IMAGE_MODELS
 from herd.backends.mac_engines import MacImageCliEngine, MacQwenAsrEngine
-from herd.backends.media import MediaEngines, engine_serves, model_category
+from herd.backends.media import MediaEngines, engine_serves
 from herd.backends.media_detect import detect_media_engines
 from herd.backends.st_embed import MINILM_NAMES, SentenceTransformersEngine, StModel
 from herd.backends.whisper_asr import TINY_EN_NAMES, FasterWhisperEngine, WhisperModelDir
 from herd.settings import load_settings
+from herd.taxonomy import model_category
 
 
 @pytest.mark.parametrize(

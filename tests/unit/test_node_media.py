@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from herd.backends.media import EmbedResult, ImageResult, MediaEngines, TranscriptResult
-from herd.backends.ollama import OllamaBackend, category_of
+from herd.backends.ollama import OllamaBackend
 from herd.domain import InferenceRequest, LoadedModel, ModelOnDisk, RequestKind
 from herd.errors import BackendError, BadRequest, ModelNotFound
 from herd.node.agent import NodeAgent
@@ -21,6 +21,7 @@ from herd.node.media import NodeMedia
 from herd.settings import load_settings
 from herd.sim import RunningEmulator, start_emulator
 from herd.sim.testing import fast_profile
+from herd.taxonomy import model_category
 
 PNG = b"\x89PNG\r\n\x1a\n-fake-"
 
@@ -185,11 +186,11 @@ def test_show_body_for_an_engine_model() -> None:
 
 
 def test_ollama_categories_from_capabilities_then_names() -> None:
-    assert category_of("nomic-embed-text", "nomic-bert", ["embedding"]) == "embedding"
-    assert category_of("x/z-image-turbo", "", ["image"]) == "image"
-    assert category_of("whisper-ish", "", ["completion"]) == "llm"
-    assert category_of("x/flux2-klein", "", None) == "image"
-    assert category_of("llama3.2", "llama", None) == "llm"
+    assert model_category("nomic-embed-text", "nomic-bert", ["embedding"]) == "embedding"
+    assert model_category("x/z-image-turbo", "", ["image"]) == "image"
+    assert model_category("whisper-ish", "", ["completion"]) == "llm"
+    assert model_category("x/flux2-klein", "", None) == "image"
+    assert model_category("llama3.2", "llama", None) == "llm"
 
 
 # --- NodeAgent with the emulator and fake engines ----------------------------------------

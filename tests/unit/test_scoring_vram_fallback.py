@@ -8,8 +8,9 @@ import pytest
 from test_scoring import GIB, node, snap
 
 from herd.domain import LoadedModel, ModelOnDisk
-from herd.scoring.categories import model_category, parameter_count, size_distance
+from herd.scoring.model_size import parameter_count, size_distance
 from herd.scoring.vram_fallback import requested_in_body, vram_fallback
+from herd.taxonomy import standin_group
 
 
 @pytest.mark.parametrize(
@@ -32,8 +33,8 @@ from herd.scoring.vram_fallback import requested_in_body, vram_fallback
         ("qwen3-embedding:4b", "qwen3", "embedding", "embedding"),
     ],
 )
-def test_model_category(name: str, family: str, category: str, expected: str) -> None:
-    assert model_category(name, family, category) == expected
+def test_standin_group(name: str, family: str, category: str, expected: str) -> None:
+    assert standin_group(name, family, category) == expected
 
 
 @pytest.mark.parametrize(
