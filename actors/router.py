@@ -143,7 +143,7 @@ class RouterActor:
     async def view(
         self, epoch: str | None = None, since: int = -1, wait: float = 0.0
     ) -> MirrorData | None:
-        """The fleet for an ingress's routing view; long-polls ``wait`` s for a change."""
+        """The fleet for an ingress's mirror; long-polls ``wait`` s for a change."""
         return await self.core.wait_view(epoch, since, min(wait, 5.0))
 
     def status(self) -> dict[str, Any]:

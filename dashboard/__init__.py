@@ -1,1 +1,2 @@
-"""The Dash dashboard (issue: traces and analytics); not built yet."""
+"""The dashboard: eight Dash views (``dashboard.views``) and their JSON API (``dashboard.api``),
+mounted in the ingress at ``/dashboard/``, over the fleet status and the trace store."""

@@ -44,6 +44,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dashboard.service import MAX_DAYS, MAX_HOURS, MAX_LIMIT, DashboardService
+from herd.convert.errors import error_body
 from herd.errors import HerdError
 from herd.traces.records import TRACE_STATUSES
 
@@ -56,7 +57,8 @@ Status = Annotated[str | None, Query(pattern="^(" + "|".join(TRACE_STATUSES) + "
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    """The dashboard API's errors are the Ollama dialect's (``{"error": message}``)."""
+    return JSONResponse(error_body("ollama", HerdError(message)), status_code=status)
 
 
 class _GuardedRoute(APIRoute):

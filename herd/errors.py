@@ -2,7 +2,8 @@
 
 Every error is picklable (plain constructor arguments) so it crosses Ray actor
 boundaries intact. Each HTTP dialect maps these in exactly one place
-(``serve_app/errors.py``); ``status`` is the HTTP status that mapping uses.
+(:mod:`herd.convert.errors`, used by every HTTP surface: the API routes and the
+dashboard's JSON API); ``status`` is the HTTP status that mapping uses.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ class BadRequest(HerdError):
     code = "invalid_request"
 
 
-class ModelNotFound(HerdError):
+class NotFound(HerdError):
+    """The thing a request names does not exist (a trace, a benchmark run, a route)."""
+
+    status = 404
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
     """No node in the fleet has the model, loaded or on disk."""
 
     status = 404

@@ -29,10 +29,6 @@ class NodeSettings(BaseSettings):
 
     name: str | None = Field(default=None, description="Node id; defaults to the hostname")
     ollama_host: str = Field(default="http://localhost:11434", description="Local Ollama URL")
-    router_url: str | None = Field(
-        default=None, description="Ray head address to join (skips discovery)"
-    )
-    enable_capacity_learning: bool = False
     llamacpp: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Start the packaged llama.cpp server when no Ollama answers (auto)",

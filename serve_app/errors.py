@@ -1,4 +1,5 @@
-"""One error mapper per HTTP dialect. Nothing else builds error responses."""
+"""The API's exception handlers: every error becomes the client's dialect's error body
+(:mod:`herd.convert.errors`, the one mapper per dialect); ``/v1/*`` speaks OpenAI's."""
 
 from __future__ import annotations
 
@@ -8,43 +9,19 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from herd.errors import BadRequest, HerdError, ModelNotFound
+from herd.convert.errors import ErrorDialect, error_body, retry_headers
+from herd.errors import BadRequest, HerdError
 
 log = logging.getLogger("herd.serve")
 
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    404: "invalid_request_error",
-    413: "invalid_request_error",
-}
 
-
-def _headers(exc: HerdError) -> dict[str, str]:
-    if exc.retry_after is not None:
-        return {"Retry-After": str(max(1, round(exc.retry_after)))}
-    return {}
-
-
-def openai_error(exc: HerdError) -> JSONResponse:
-    status = exc.status
-    code = "model_not_found" if isinstance(exc, ModelNotFound) else exc.code
-    body = {
-        "error": {
-            "message": exc.message,
-            "type": _OPENAI_TYPES.get(status, "api_error"),
-            "param": None,
-            "code": code,
-        }
-    }
-    return JSONResponse(body, status_code=status, headers=_headers(exc))
-
-
-def ollama_error(exc: HerdError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=_headers(exc))
+def dialect_of(path: str) -> ErrorDialect:
+    return "openai" if path.startswith("/v1/") else "ollama"
 
 
 def error_response(path: str, exc: HerdError) -> JSONResponse:
-    return openai_error(exc) if path.startswith("/v1/") else ollama_error(exc)
+    body = error_body(dialect_of(path), exc)
+    return JSONResponse(body, status_code=exc.status, headers=retry_headers(exc))
 
 
 async def herd_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -156,6 +156,6 @@ class RouterLink:
     async def status(self) -> dict[str, Any]:
         await self.flush()  # so the router's in-flight book includes what we started
         result: dict[str, Any] = await self.call("status")
-        # This ingress's routing view: the router's version it last loaded.
+        # This ingress's mirror: the router's version it last loaded.
         result["ingress_view_version"] = self.mirror.version
         return result

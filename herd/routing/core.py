@@ -64,7 +64,7 @@ class RouterCore:
         self.fleet = FleetState(settings.heartbeat_timeout, settings.heartbeat_offline)
         self._turns = itertools.count()  # round-robin's turn counter
         self.perf = PerfBook()  # learned per node and model from outcomes and heartbeats
-        # Runtime toggles (dashboard Settings view); ingress views get them with the fleet.
+        # Runtime toggles (dashboard Settings view); fleet mirrors get them with the fleet.
         self.toggles: dict[str, bool] = {
             "auto_pull": settings.auto_pull,
             "vram_fallback": settings.vram_fallback,
@@ -91,7 +91,7 @@ class RouterCore:
             "prewarmed": 0,
             "reaped": 0,
         }
-        # Routing views (herd.routing.mirror): who this router is (changes on restart)
+        # Fleet mirrors (herd.routing.mirror): who this router is (changes on restart)
         # and the last report batch applied per ingress.
         self.epoch = uuid.uuid4().hex
         self.applied: dict[str, int] = {}
@@ -283,7 +283,7 @@ class RouterCore:
         return self.fleet.version + self._reports
 
     def view(self, epoch: str | None = None, since: int = -1) -> MirrorData | None:
-        """The fleet for routing views; ``None`` when ``(epoch, since)`` is still current."""
+        """The fleet for the mirrors; ``None`` when ``(epoch, since)`` is still current."""
         version = self.view_version()
         if epoch == self.epoch and since == version:
             return None
@@ -492,6 +492,6 @@ class RouterCore:
             },
             "events": list(self.events)[-50:],
             "counters": dict(self.counters),
-            "view_version": self.view_version(),  # what ingress routing views catch up to
+            "view_version": self.view_version(),  # what the ingress mirrors catch up to
             "time": now,
         }

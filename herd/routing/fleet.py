@@ -131,7 +131,7 @@ class FleetState:
         )
 
     def mirror(self, now: float) -> tuple[MirrorNode, ...]:
-        """Every node with its heartbeat age and in-flight counts, for routing views."""
+        """Every node with its heartbeat age and in-flight counts, for the fleet mirrors."""
         return tuple(
             MirrorNode(
                 heartbeat=rec.heartbeat,

@@ -4,10 +4,10 @@ Every policy runs the same eliminators first, so none can pick a node that canno
 serve. Rankings are "higher total is better" for all of them, with the same
 deterministic tie-break (fewer requests in flight, then node id).
 
-* ``score`` (default): the seed's pipeline, the sum of the signals
+* ``score``: the seed's pipeline, the sum of the signals
   (:mod:`herd.scoring.signals`); the breakdown holds each signal's points.
-* ``expected_latency``: the minimum expected completion time
-  (:mod:`herd.scoring.estimate`); the breakdown holds the components in seconds
+* ``expected_latency`` (the default, ``FLEET_ROUTING_POLICY``): the minimum expected
+  completion time (:mod:`herd.scoring.estimate`); the breakdown holds the components in seconds
   (``queue_s``, ``load_s``, ``prefill_s``, ``generate_s``) and the total is minus
   their sum, so it weighs a cold load on an idle node against waiting on a busy hot one.
 * ``round_robin``: survivors in node-id order, starting at ``query.counter`` (the

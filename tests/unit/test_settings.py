@@ -51,8 +51,6 @@ def test_router_defaults_match_the_seed() -> None:
 def test_node_defaults_match_the_seed() -> None:
     node = load_settings().node
     assert node.ollama_host == "http://localhost:11434"
-    assert node.router_url is None
-    assert node.enable_capacity_learning is False
 
 
 def test_data_and_log_dirs_default_under_home(tmp_path: Path) -> None:
@@ -104,10 +102,6 @@ def test_router_env_overrides(
             "http://10.0.0.5:11434",
         ),
         ("FLEET_NODE_OLLAMA_HOST", "https://gpu.lan", "ollama_host", "https://gpu.lan"),
-        ("FLEET_NODE_ROUTER_URL", "192.168.1.10:6379", "router_url", "192.168.1.10:6379"),
-        ("FLEET_NODE_ENABLE_CAPACITY_LEARNING", "true", "enable_capacity_learning", True),
-        ("FLEET_NODE_ENABLE_CAPACITY_LEARNING", "1", "enable_capacity_learning", True),
-        ("FLEET_NODE_ENABLE_CAPACITY_LEARNING", "false", "enable_capacity_learning", False),
         ("FLEET_NODE_NAME", "mac-studio", "name", "mac-studio"),
         ("FLEET_NODE_NUM_PARALLEL", "4", "num_parallel", 4),
     ],
@@ -202,7 +196,6 @@ def test_settings_objects_pickle() -> None:
         ({"FLEET_NODE_NUM_PARALLEL": "x"}, "FLEET_NODE_NUM_PARALLEL"),
         ({"FLEET_NODE_NUM_PARALLEL": "0"}, "FLEET_NODE_NUM_PARALLEL"),
         ({"FLEET_NODE_OLLAMA_HOST": "localhost:11434"}, "FLEET_NODE_OLLAMA_HOST"),
-        ({"FLEET_NODE_ENABLE_CAPACITY_LEARNING": "maybe"}, "FLEET_NODE_ENABLE_CAPACITY_LEARNING"),
         ({"FLEET_NODE_LLAMACPP": "sometimes"}, "FLEET_NODE_LLAMACPP"),
     ],
 )
