@@ -23,7 +23,8 @@ Per level and target:
 * inter-chunk gap p50/p99 (ms) between consecutive lines of a stream (lines that arrive
   in one read are 0 apart), time to first chunk p50/p99 (ms), errors;
 * CPU (cores) of this client process, and of every process of the fleet by name, over
-  the windows and their tails: a client near 1.0 core is the bottleneck, not herd.
+  the windows and their tails: a client near 1.0 core is the bottleneck, not herd; and
+  of every other process on the machine (noise, e.g. a test suite).
 
 Per level, herd/backend of chunks/s and herd - backend of the gaps. Prints a table, then
 one line of JSON (``{"bench": "stream_scale", ...}``) as the last line of stdout.
@@ -88,6 +89,7 @@ class Window:
     errors: list[str] = field(default_factory=list)
     client_cpu_s: float = 0.0
     procs: dict[str, float] = field(default_factory=dict)  # CPU seconds by process name
+    other_cpu_s: float = 0.0  # by every process on the machine that is not ours
 
 
 def _say(message: str) -> None:
@@ -134,7 +136,7 @@ async def run_window(
         w.errors.append(f"window overran by {TAIL_S:g} s: streams cut")
     w.end = time.perf_counter()
     w.client_cpu_s = time.process_time() - cpu0
-    w.procs, _other = cpu_by_process(before, cpu_snapshot(), roots)
+    w.procs, w.other_cpu_s = cpu_by_process(before, cpu_snapshot(), roots)
     return w
 
 
@@ -188,6 +190,7 @@ def summarize(windows: list[Window]) -> dict[str, Any]:
         "busy_s": round(busy_s, 2),  # the windows plus their tails
         "client_cpu_cores": round(sum(w.client_cpu_s for w in windows) / busy_s, 2),
         "cpu_cores": {name: round(spent / busy_s, 2) for name, spent in top},
+        "other_cpu_cores": round(sum(w.other_cpu_s for w in windows) / busy_s, 2),
     }
 
 
@@ -278,6 +281,11 @@ def busiest(levels: list[dict[str, Any]]) -> str:
     for row in levels:
         procs = ", ".join(f"{n} {v:.2f}" for n, v in row["herd"]["cpu_cores"].items() if v >= 0.01)
         out.append(f"  c={row['concurrency']}: {procs}")
+    pairs = ((r["concurrency"], r["backend"], r["herd"]) for r in levels)
+    other = ", ".join(
+        f"c={c} {b['other_cpu_cores']:.2f}/{h['other_cpu_cores']:.2f}" for c, b, h in pairs
+    )
+    out.append(f"CPU used by other processes on this machine (cores, backend/herd): {other}")
     return "\n".join(out)
 
 

@@ -178,6 +178,14 @@ class Dispatcher:
                     answer = await self.nodes.open(
                         node_id, sent, decision.model, self.mirror.data_url(node_id)
                     )
+            except asyncio.CancelledError:
+                # The client went away (or complete()'s limit ran out) before the first
+                # chunk: end the attempt, so its slot on the node is given back.
+                self._report(decision, t0, ok=False, error="client disconnected")
+                ctx.disconnected = True
+                ctx.fail("client disconnected", 499)
+                self._end_trace(ctx, own, None)
+                raise
             except Exception as exc:
                 err = as_herd_error(exc, node_id)
                 again = tries.failed(err, node_id)
@@ -223,6 +231,8 @@ class Dispatcher:
                 raise BackendError(error, retryable=False)
         except HerdError as exc:
             error = exc.message
+            if isinstance(exc, BackendError):
+                exc.retryable = False  # output has gone out: never retry it elsewhere
             raise
         except (GeneratorExit, asyncio.CancelledError):
             error = "client disconnected"

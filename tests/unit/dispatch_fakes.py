@@ -209,6 +209,7 @@ class FakeNodes:
 
     async def open(self, node_id: str, req: InferenceRequest, model: str, data_url: str) -> Any:
         self.opened.append(Opened(node_id, model, req, data_url))
+        await asyncio.sleep(0)  # reaching a node takes a turn of the loop: others run
         queue = self.scripts.get(node_id)
         if queue:
             reply = queue.popleft()
@@ -276,6 +277,7 @@ class FakeRouter:
         self.view_error: BaseException | None = None
         self.report_error: BaseException | None = None
         self.call_hangs = False
+        self.acquire_hangs = False
 
     async def acquire(
         self,
@@ -286,6 +288,8 @@ class FakeRouter:
         query: RouteQuery | None,
     ) -> Decision:
         self.acquired.append((request_id, tuple(models), exclude, attempt))
+        if self.acquire_hangs:
+            await asyncio.Event().wait()
         return await self.core.acquire(request_id, models, exclude, attempt, query=query)
 
     async def report(self, source: str, seq: int, events: Sequence[Event]) -> None:
@@ -297,7 +301,14 @@ class FakeRouter:
     async def view(self, epoch: str | None, since: int, wait: float) -> MirrorData | None:
         if self.view_error is not None:
             raise self.view_error
-        return await self.core.wait_view(epoch, since, wait)
+        data = await self.core.wait_view(epoch, since, wait)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Python 3.11's wait_for (inside wait_view) returns the result instead of
+            # raising when a cancel arrives just as the router's change event fires; in
+            # production that wait runs in the router actor, not in the caller's task.
+            raise asyncio.CancelledError
+        return data
 
     async def call(self, method: str, *args: Any) -> Any:
         if self.call_hangs:
@@ -367,7 +378,8 @@ async def running(
     finally:
         tasks = list(fleet.d.link._tasks)
         await fleet.d.aclose()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        async with asyncio.timeout(5):  # the background tasks end when cancelled
+            await asyncio.gather(*tasks, return_exceptions=True)
         assert nodes.closed and nodes.aclosed
         assert all(t.done() for t in tasks)
 

@@ -116,13 +116,14 @@ async def test_a_failure_before_the_first_chunk_goes_to_the_next_node(local_rout
         assert f.nodes.opened_on() == ["a", "b", "c"]
         assert f.nodes.forgotten == ["a", "b"]
         assert await drain(served.rest)
+        outcomes = await f.outcomes()
         if local_routing:
             assert f.router.acquired == []  # no router call on the token path
             assert [b.attempt for b in f.router.begins()] == [0, 1, 2]
         else:
             excluded = [(attempt, exclude) for _, _, exclude, attempt in f.router.acquired]
             assert excluded == [(0, frozenset()), (1, {"a"}), (2, {"a", "b"})]
-        failed = [(o.node_id, o.ok, o.moved) for o in await f.outcomes()]
+        failed = [(o.node_id, o.ok, o.moved) for o in outcomes]
         assert failed == [("a", False, False), ("b", False, False), ("c", True, False)]
         assert f.core.counters["failed"] == 2 and f.core.counters["ok"] == 1
         assert len(f.core.fleet.in_flight()) == 0
@@ -209,7 +210,7 @@ async def test_a_single_move_is_not_a_retry() -> None:
     async with running(*FLEET) as f:
         f.nodes.script("a", failing(Rebalanced("handed back")))
         served = await f.d.stream(request())
-        assert (served.decision.node_id, served.retries) == ("b", 0)
+        assert (served.decision.node_id, served.retries, served.moves) == ("b", 0, 1)
         assert served.decision.attempt == 0
         await drain(served.rest)
         outcome = (await f.outcomes())[0]
@@ -222,7 +223,7 @@ async def test_more_moves_than_allowed_are_retries() -> None:
         f.nodes.script("b", failing(Rebalanced("2")), failing(Rebalanced("4")))
         served = await f.d.stream(request())
         assert f.nodes.opened_on() == ["a", "b", "a", "b", "a"]
-        assert (served.decision.node_id, served.retries) == ("a", 1)
+        assert (served.decision.node_id, served.retries, served.moves) == ("a", 1, MAX_MOVES)
         await drain(served.rest)
         moved = [o.moved for o in await f.outcomes()]
         assert moved == [True] * MAX_MOVES + [False, False]
@@ -320,23 +321,16 @@ async def test_a_stale_mirror_routes_through_the_router() -> None:
 
 
 async def test_a_router_that_does_not_decide_in_time_is_fleet_unavailable() -> None:
-    hold = 0.2
-    async with running(
-        heartbeat("a", loaded=[TINY], draining=True),
-        local_routing=False,
-        holding_queue_timeout=hold,
-        actor_call_timeout=0.1,
-    ) as f:
-
-        async def never(*args: object, **kw: object) -> None:
-            await asyncio.Event().wait()
-
-        f.router.core.acquire = never  # type: ignore[method-assign]
+    settings = {"holding_queue_timeout": 0.2, "actor_call_timeout": 0.1}
+    async with running(*FLEET, local_routing=False, **settings) as f:
+        f.router.acquire_hangs = True
         started = time.monotonic()
-        with pytest.raises(FleetUnavailable):
+        with pytest.raises(FleetUnavailable, match="no decision in time"):
             await f.d.stream(request())
-        assert time.monotonic() - started < 5
-        assert f.router.forgotten == 1
+        assert time.monotonic() - started < 2  # holding queue + call timeout, not forever
+        assert f.router.forgotten == 1 and f.nodes.opened == []
+        (record,) = await f.records()
+        assert (record.status, record.http_status, record.attempts) == ("rejected", 503, 0)
 
 
 async def test_the_node_gets_the_served_model_and_its_data_url() -> None:
