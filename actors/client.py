@@ -22,7 +22,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from typing import Any
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
@@ -84,25 +84,32 @@ class HerdClient:
         decision, retries, result = await self.dispatcher.complete(req)
         return {**result, "herd": _meta(decision, retries)}
 
-    async def astream(self, req: InferenceRequest) -> AsyncIterator[dict[str, Any]]:
+    async def astream(self, req: InferenceRequest) -> AsyncGenerator[dict[str, Any], None]:
         served = await self.dispatcher.stream(req)
         meta = _meta(served.decision, served.retries)
-        for chunk in served.first:
-            yield {**chunk, "herd": meta}
-        async for batch in served.rest:
-            for chunk in batch:
+        try:
+            for chunk in served.first:
                 yield {**chunk, "herd": meta}
+            async for batch in served.rest:
+                for chunk in batch:
+                    yield {**chunk, "herd": meta}
+        finally:
+            await served.rest.aclose()  # a caller that stops early ends the attempt
 
     # --- sync API ----------------------------------------------------------------------
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def _iterate(self, agen: AsyncIterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        while True:
-            try:
-                yield self._run(agen.__anext__())
-            except StopAsyncIteration:
-                return
+    def _iterate(self, agen: AsyncGenerator[dict[str, Any], None]) -> Iterator[dict[str, Any]]:
+        try:
+            while True:
+                try:
+                    yield self._run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:  # the caller stopped early (or the answer ended): close the stream
+            with contextlib.suppress(Exception):
+                self._run(agen.aclose())
 
     def chat(
         self,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import weakref
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from ray import exceptions as rex
 from actors.data_plane import data_token
 from herd.domain import InferenceRequest
 from herd.errors import BackendError, HerdError, NodeUnavailable
+from herd.json_codec import loads
 from herd.node.http_server import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_from_payload
 from herd.settings import Settings
 
@@ -247,7 +247,7 @@ class HttpBody:
                 if not line.strip():
                     continue
                 try:
-                    chunk = json.loads(line)
+                    chunk = loads(line)
                 except ValueError:
                     self.close()
                     raise self._broken("a malformed line") from None

@@ -279,7 +279,7 @@ class ProbeIngress:
         return self._session
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        from herd.convert.encode import dumps
+        from herd.json_codec import dumps
 
         app = FastAPI()
 

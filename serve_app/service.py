@@ -16,11 +16,11 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from herd import convert
-from herd.convert.encode import dumps
 from herd.dispatch.dispatcher import Dispatcher, Served
 from herd.dispatch.media import MediaDispatch
 from herd.domain import Decision, InferenceRequest
 from herd.errors import BadRequest, HerdError, PayloadTooLarge
+from herd.json_codec import dumps
 from herd.settings import Settings
 
 JSON = "application/json; charset=utf-8"
@@ -116,12 +116,15 @@ class HerdService:
 
     @staticmethod
     async def _body(served: Served, writer: Any) -> AsyncIterator[bytes]:
+        feed = writer.feed
         try:
-            yield b"".join(out for chunk in served.first for out in writer.feed(chunk))
+            yield b"".join([out for chunk in served.first for out in feed(chunk)])
             async for batch in served.rest:
-                yield b"".join(out for chunk in batch for out in writer.feed(chunk))
+                yield b"".join([out for chunk in batch for out in feed(chunk)])
         except HerdError as exc:
             yield writer.error(exc.message)
+        finally:
+            await served.rest.aclose()  # a client gone at the first write ends the attempt
 
     async def run_complete(self, req: InferenceRequest) -> tuple[Decision, int, dict[str, Any]]:
         return await self.dispatcher.complete(req)

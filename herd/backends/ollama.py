@@ -14,6 +14,7 @@ from herd.backends.base import BackendState
 from herd.backends.http_errors import error_for_status
 from herd.domain import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 from herd.errors import BackendError, BackendTimeout, HerdError
+from herd.json_codec import loads
 from herd.taxonomy import model_category
 
 _PATHS: dict[str, str] = {
@@ -114,10 +115,22 @@ class OllamaBackend:
             async with self._http().post(self.url + _PATHS[kind], json=payload) as resp:
                 if resp.status != 200:
                     raise error_for_status(resp.status, await resp.text())
-                async for raw in resp.content:
-                    if not raw.strip():
-                        continue
-                    chunk = json.loads(raw)
+                # Every line that has arrived, per read (not one await per line).
+                rest = b""
+                async for data in resp.content.iter_any():
+                    *lines, rest = (rest + data).split(b"\n") if rest else data.split(b"\n")
+                    for raw in lines:
+                        if not raw.strip():
+                            continue
+                        chunk = loads(raw)
+                        if "error" in chunk:
+                            raise BackendError(str(chunk["error"]), retryable=not started)
+                        started = True
+                        yield chunk
+                        if chunk.get("done"):
+                            return
+                if rest.strip():  # a last line without its newline
+                    chunk = loads(rest)
                     if "error" in chunk:
                         raise BackendError(str(chunk["error"]), retryable=not started)
                     started = True

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from herd.convert.encode import dumps
 from herd.domain import ModelOnDisk, canonical_model
 from herd.errors import BackendError
+from herd.json_codec import dumps
 
 FoldKind = Literal["chat", "generate"]
 

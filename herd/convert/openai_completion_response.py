@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from herd.convert.encode import dumps
 from herd.convert.ollama_response import error_text
 from herd.convert.openai_response import SSE_DONE, SYSTEM_FINGERPRINT, sse_error, usage
+from herd.json_codec import dumps
 
 
 def _completion_finish(done_reason: str | None) -> str:

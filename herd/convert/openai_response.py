@@ -19,8 +19,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from herd.convert.encode import dumps
 from herd.convert.ollama_response import error_text
+from herd.json_codec import dumps
 
 SSE_DONE = b"data: [DONE]\n\n"
 SSE_KEEPALIVE = b": keep-alive\n\n"

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from herd.convert.ollama_response import answer_complete, answer_folder
+from herd.deadlines import IdleTimeout
 from herd.dispatch.attempts import (
     MARGIN_S,
     Attempts,
@@ -38,13 +39,75 @@ from herd.traces.context import TraceContext
 
 
 @dataclass(slots=True)
+class _Attempt:
+    """The attempt that answers: ended once, by the end of its answer or by its caller."""
+
+    dispatcher: Dispatcher
+    decision: Decision
+    answer: Answer
+    t0: float
+    ttft: float
+    ctx: TraceContext
+    own: bool
+    ended: bool = False
+
+    def end(self, ok: bool, error: str | None, last: Chunk | None) -> None:
+        """Report the outcome, stop the node's side if it failed, close the trace."""
+        if self.ended:
+            return
+        self.ended = True
+        if not ok:
+            self.answer.cancel()
+        self.dispatcher._report(
+            self.decision,
+            self.t0,
+            ok=ok,
+            started=True,
+            first_chunk_s=self.ttft,
+            error=error,
+            **metrics_from_final_chunk(last or {}),
+        )
+        ctx = self.ctx
+        if ok:
+            ctx.answer(self.ttft, last)
+        else:
+            ctx.fail(error or "stream failed", 499 if ctx.disconnected else 502)
+        if self.own:
+            self.dispatcher.traces.finish(ctx)
+
+
+class AnswerStream:
+    """The rest of an answer: an async iterator of batches. Closing it before the end
+    (:meth:`aclose`, even before the first batch was asked for) ends the attempt as a
+    client disconnect, so the node's slot and the trace never wait for the reaper."""
+
+    __slots__ = ("_attempt", "_gen")
+
+    def __init__(self, gen: AsyncGenerator[list[Chunk], None], attempt: _Attempt) -> None:
+        self._gen = gen
+        self._attempt = attempt
+
+    def __aiter__(self) -> AnswerStream:
+        return self
+
+    def __anext__(self) -> Awaitable[list[Chunk]]:
+        return self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+        if not self._attempt.ended:  # closed before it started: the generator never ran
+            self._attempt.ctx.disconnected = True
+            self._attempt.end(False, "client disconnected", None)
+
+
+@dataclass(slots=True)
 class Served:
     """A request that has its node: the decision, retries so far, and the first chunks."""
 
     decision: Decision
     retries: int
     first: list[Chunk]
-    rest: AsyncIterator[list[Chunk]]
+    rest: AnswerStream
     moves: int = 0  # times nodes handed the request back before this one took it
 
 
@@ -198,33 +261,31 @@ class Dispatcher:
                 self._end_trace(ctx, own, err)
                 raise err from None
             ttft = time.perf_counter() - t0
-            rest = self._rest(req.kind, answer, decision, t0, ttft, ctx, own)
+            attempt = _Attempt(self, decision, answer, t0, ttft, ctx, own)
+            rest = AnswerStream(self._rest(req.kind, attempt), attempt)
             return Served(decision, tries.attempt, answer.first, rest, tries.moves)
 
-    async def _rest(
-        self,
-        kind: str,
-        answer: Answer,
-        decision: Decision,
-        t0: float,
-        ttft: float,
-        ctx: TraceContext,
-        own: bool,
-    ) -> AsyncIterator[list[Chunk]]:
+    async def _rest(self, kind: str, attempt: _Attempt) -> AsyncGenerator[list[Chunk], None]:
+        answer = attempt.answer
         last: Chunk | None = answer.first[-1] if answer.first else None
         ok = False
         error: str | None = None
         try:
-            timeout = self.settings.chunk_timeout + MARGIN_S
-            while True:  # to the end of the answer: its connection can then be reused
-                try:
-                    async with asyncio.timeout(timeout):
+            # One stall deadline for the whole answer (not a timer per batch); the time
+            # the consumer holds a batch does not count.
+            async with IdleTimeout(self.settings.chunk_timeout + MARGIN_S) as idle:
+                while True:  # to the end of the answer: its connection can then be reused
+                    try:
                         batch = await answer.next_batch()
-                except StopAsyncIteration:
-                    break
-                if batch:
-                    last = batch[-1]
-                    yield batch
+                    except StopAsyncIteration:
+                        break
+                    if batch:
+                        last = batch[-1]
+                        idle.pause()
+                        yield batch
+                        idle.resume()
+                    else:
+                        idle.touch()
             ok = answer_complete(kind, last)
             if not ok:
                 error = "stream ended without a final chunk"
@@ -236,31 +297,14 @@ class Dispatcher:
             raise
         except (GeneratorExit, asyncio.CancelledError):
             error = "client disconnected"
-            ctx.disconnected = True
+            attempt.ctx.disconnected = True
             raise
         except Exception as exc:
-            err = as_herd_error(exc, decision.node_id)
+            err = as_herd_error(exc, attempt.decision.node_id)
             error = err.message
             raise BackendError(err.message, retryable=False) from None
         finally:
-            if not ok:
-                answer.cancel()  # stop the node's side
-            final = last or {}
-            self._report(
-                decision,
-                t0,
-                ok=ok,
-                started=True,
-                first_chunk_s=ttft,
-                error=error,
-                **metrics_from_final_chunk(final),
-            )
-            if ok:
-                ctx.answer(ttft, last)
-            else:
-                ctx.fail(error or "stream failed", 499 if ctx.disconnected else 502)
-            if own:
-                self.traces.finish(ctx)
+            attempt.end(ok, error, last)
 
     def _end_trace(self, ctx: TraceContext, own: bool, err: HerdError | None) -> None:
         if err is not None:

@@ -20,6 +20,7 @@ from herd.backends.media import MediaEngines
 from herd.backends.media_detect import detect_media_engines
 from herd.backends.ollama import OllamaBackend
 from herd.convert.ollama_response import STREAMED_KINDS, answer_folder
+from herd.deadlines import IdleTimeout
 from herd.domain import InferenceRequest, NodeHeartbeat
 from herd.errors import BackendTimeout, NodeUnavailable
 from herd.node.media import NodeMedia
@@ -289,45 +290,53 @@ class NodeAgent:
             yield [await self._result(req, model)]
             return
         self._enter()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        # The backend's chunks, handed from the relay task to this generator: a plain list
+        # and one event (no per-chunk queue machinery); each batch takes all that is there.
+        pending: list[Any] = []
+        wake = asyncio.Event()
+
+        def put(item: Any) -> None:
+            pending.append(item)
+            wake.set()
 
         async def pump() -> None:
             try:
                 async with self.slots.slot(model):
                     await relay()
             except Exception as exc:  # Rebalanced while pending: the consumer re-raises it
-                queue.put_nowait(exc)
+                put(exc)
 
         async def relay() -> None:
             chunks = aiter(backend.stream(req.kind, self._body(req, model)))
-            timeout = self.settings.first_chunk_timeout
             started = False
             try:
-                while True:
-                    try:
-                        async with asyncio.timeout(timeout):
-                            chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        break
-                    queue.put_nowait(chunk)
-                    started = True
-                    timeout = self.settings.chunk_timeout
-                queue.put_nowait(_DONE)
+                async with IdleTimeout(self.settings.first_chunk_timeout) as idle:
+                    async for chunk in chunks:
+                        put(chunk)
+                        if started:
+                            idle.touch()
+                        else:
+                            started = True
+                            idle.touch(self.settings.chunk_timeout)
+                put(_DONE)
             except TimeoutError:
-                queue.put_nowait(
-                    BackendTimeout(f"{self.node_id}: backend stalled", retryable=not started)
-                )
+                put(BackendTimeout(f"{self.node_id}: backend stalled", retryable=not started))
             except Exception as exc:  # handed to the consumer, re-raised there
-                queue.put_nowait(exc)
+                put(exc)
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
 
         task = asyncio.create_task(pump())
         try:
             while True:
-                item = await queue.get()
+                if not pending:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                items = pending.copy()
+                pending.clear()
                 batch: list[dict[str, Any]] = []
-                while True:
+                for item in items:
                     if item is _DONE:
                         if batch:
                             yield batch
@@ -337,9 +346,6 @@ class NodeAgent:
                             yield batch
                         raise item
                     batch.append(item)
-                    if queue.empty():
-                        break
-                    item = queue.get_nowait()
                 yield batch
         finally:
             task.cancel()

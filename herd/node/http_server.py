@@ -16,7 +16,6 @@ every device of one Ray cluster agrees on it without configuration.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import secrets
 from contextlib import suppress
@@ -27,6 +26,7 @@ from aiohttp import web
 from herd import errors
 from herd.domain import InferenceRequest
 from herd.errors import BackendError, BadRequest, HerdError
+from herd.json_codec import dumps
 from herd.node.agent import NodeAgent
 
 log = logging.getLogger("herd.node.http_server")
@@ -92,7 +92,12 @@ def error_from_payload(payload: dict[str, Any], default_retryable: bool) -> Herd
 
 
 def _line(chunk: Any) -> bytes:
-    return json.dumps(chunk, separators=(",", ":")).encode() + b"\n"
+    return dumps(chunk) + b"\n"
+
+
+def _lines(batch: list[dict[str, Any]]) -> bytes:
+    """A batch as one write of NDJSON lines."""
+    return b"\n".join([dumps(chunk) for chunk in batch]) + b"\n"
 
 
 class NodeHTTPServer:
@@ -191,10 +196,10 @@ class NodeHTTPServer:
             response = web.StreamResponse(headers=self._headers)
             await response.prepare(request)
             if first:
-                await response.write(b"".join(_line(c) for c in first))
+                await response.write(_lines(first))
             try:
                 async for batch in gen:
-                    await response.write(b"".join(_line(c) for c in batch))
+                    await response.write(_lines(batch))
             except (ConnectionError, OSError):
                 raise  # the ingress went away: nothing to tell it
             except HerdError as err:

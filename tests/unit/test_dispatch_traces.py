@@ -324,3 +324,18 @@ async def test_the_background_shipper_sends_finished_traces() -> None:
         await drain(served.rest)
         await wait_for(lambda: len(f.router.traces) == 1)
         assert f.router.traces[0].request_id == "shipped" and f.d.traces.sent == 1
+
+
+async def test_a_rest_closed_before_it_was_read_ends_the_attempt() -> None:
+    # The ingress closes the rest when the client is gone at the first write: nothing was
+    # read from it, yet the node's side stops, the outcome is reported and the trace ends.
+    async with running(*FLEET) as f:
+        served = await f.d.stream(request())
+        await served.rest.aclose()
+        await served.rest.aclose()  # twice: still one outcome, one trace
+        (answer,) = f.nodes.answers
+        assert answer.cancelled and not answer.exhausted
+        record = await only_record(f)
+        assert (record.status, record.http_status) == ("disconnected", 499)
+        (outcome,) = await f.outcomes()
+        assert (outcome.ok, outcome.error) == (False, "client disconnected")

@@ -18,7 +18,7 @@ PACKAGES = ("herd", "actors", "dashboard", "serve_app", "launch")
 # Lowest first. Keep in step with "What may import what" in ARCHITECTURE.md.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"herd.errors"}),
-    frozenset({"herd", "herd.settings", "herd.domain"}),
+    frozenset({"herd", "herd.settings", "herd.domain", "herd.deadlines", "herd.json_codec"}),
     frozenset({"herd.taxonomy"}),
     frozenset(
         {"herd.logs", "herd.wire", "herd.scoring", "herd.sim", "herd.backends", "herd.traces"}
