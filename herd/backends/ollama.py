@@ -25,6 +25,19 @@ _PATHS: dict[str, str] = {
 }
 
 
+async def _line_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The non-empty NDJSON lines of a body, as many as each read brought (not one await
+    per line); a last line without its newline comes at the end."""
+    rest = b""
+    async for data in content.iter_any():
+        *lines, rest = (rest + data).split(b"\n") if rest else data.split(b"\n")
+        kept = [line for line in lines if line.strip()]
+        if kept:
+            yield kept
+    if rest.strip():
+        yield [rest]
+
+
 def _model_on_disk(entry: Mapping[str, Any]) -> ModelOnDisk:
     details = entry.get("details") or {}
     name = str(entry.get("model") or entry.get("name") or "")
@@ -115,13 +128,8 @@ class OllamaBackend:
             async with self._http().post(self.url + _PATHS[kind], json=payload) as resp:
                 if resp.status != 200:
                     raise error_for_status(resp.status, await resp.text())
-                # Every line that has arrived, per read (not one await per line).
-                rest = b""
-                async for data in resp.content.iter_any():
-                    *lines, rest = (rest + data).split(b"\n") if rest else data.split(b"\n")
+                async for lines in _line_batches(resp.content):
                     for raw in lines:
-                        if not raw.strip():
-                            continue
                         chunk = loads(raw)
                         if "error" in chunk:
                             raise BackendError(str(chunk["error"]), retryable=not started)
@@ -129,14 +137,6 @@ class OllamaBackend:
                         yield chunk
                         if chunk.get("done"):
                             return
-                if rest.strip():  # a last line without its newline
-                    chunk = loads(rest)
-                    if "error" in chunk:
-                        raise BackendError(str(chunk["error"]), retryable=not started)
-                    started = True
-                    yield chunk
-                    if chunk.get("done"):
-                        return
             raise BackendError("backend closed the stream early", retryable=not started)
         except TimeoutError as exc:
             raise BackendTimeout(f"ollama timed out: {exc}", retryable=not started) from None
