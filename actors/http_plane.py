@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -40,6 +40,7 @@ log = logging.getLogger("herd.actors.http_plane")
 Chunk = dict[str, Any]
 WATCH_SPAN = 60.0  # seconds one NodeActor.watch call stays pending before it is renewed
 _UNREACHABLE_PAUSE = 1.0  # after ActorUnavailableError (not dead): ask again this soon
+_END_READ_S = 5.0  # for the end of a body whose final chunk came: then the connection goes
 
 
 def _actor_id(handle: Any) -> str:
@@ -69,12 +70,19 @@ class HttpDataPlane:
         self._session: aiohttp.ClientSession | None = None
         self._watch: DeathWatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def headers(self) -> dict[str, str]:
         """The token header (read once, off the event loop: it may be a GCS call)."""
         if self._token is None:
             self._token = await asyncio.to_thread(self._token_source)
         return {TOKEN_HEADER: self._token}
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, kept until it is done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def refused(self) -> None:
         """A node refused the token: read it again for the next request."""
@@ -281,6 +289,24 @@ class HttpBody:
 
     def cancel(self) -> None:
         self.close()
+
+    def finish(self) -> None:
+        """The final chunk is here: read the end of the body in the background, so the
+        connection goes back to the session's pool, without the caller waiting for it."""
+        if self._ended or self._resp is None:
+            return
+        self._plane.spawn(self._read_to_end())
+
+    async def _read_to_end(self) -> None:
+        resp = self._resp
+        try:
+            async with asyncio.timeout(_END_READ_S):
+                while resp is not None and await resp.content.readany():
+                    pass  # a well-behaved node sends nothing after its final chunk
+        except Exception:  # cut, slow or gone: drop the connection instead
+            self.close()
+            return
+        self._finish()
 
     def close(self) -> None:
         resp, self._resp = self._resp, None

@@ -126,6 +126,9 @@ class RayAnswer:
         with contextlib.suppress(Exception):
             ray.cancel(self._gen)
 
+    def finish(self) -> None:
+        """Nothing to wind down: the actor runs its generator to the end by itself."""
+
 
 class RayNodes:
     """The :class:`~herd.dispatch.ports.NodePort` over the NodeActors and their HTTP

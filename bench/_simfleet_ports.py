@@ -83,6 +83,15 @@ class AgentAnswer:
         with contextlib.suppress(Exception):
             await self._stream.aclose()
 
+    def finish(self) -> None:
+        """Let the agent's stream run to its end (it gives its slot back there)."""
+        self._closer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in self._stream:
+                pass
+
 
 class AgentNodes:
     """The node port over the emulated devices' NodeAgents; ``alive(name)`` says whether

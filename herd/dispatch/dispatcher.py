@@ -274,7 +274,7 @@ class Dispatcher:
             # One stall deadline for the whole answer (not a timer per batch); the time
             # the consumer holds a batch does not count.
             async with IdleTimeout(self.settings.chunk_timeout + MARGIN_S) as idle:
-                while True:  # to the end of the answer: its connection can then be reused
+                while not answer_complete(kind, last):  # up to the final chunk
                     try:
                         batch = await answer.next_batch()
                     except StopAsyncIteration:
@@ -290,6 +290,7 @@ class Dispatcher:
             if not ok:
                 error = "stream ended without a final chunk"
                 raise BackendError(error, retryable=False)
+            answer.finish()  # the end of the node's answer is not waited for
         except HerdError as exc:
             error = exc.message
             if isinstance(exc, BackendError):

@@ -37,6 +37,11 @@ class Answer(Protocol):
         """Stop the node's side (the client went away, or the answer failed)."""
         ...
 
+    def finish(self) -> None:
+        """The final chunk is here: wind the transport down (read what is left, give the
+        connection back) without making the caller wait for it."""
+        ...
+
 
 class NodePort(Protocol):
     """How the dispatcher reaches a node. The adapter chooses the transport."""

@@ -169,6 +169,11 @@ class FakeAnswer:
     def cancel(self) -> None:
         self.cancelled = True
 
+    def finish(self) -> None:
+        """The node's side runs to its end (what a real transport does in the background)."""
+        self._rest.clear()
+        self.exhausted = True
+
 
 @dataclass(frozen=True)
 class Opened:

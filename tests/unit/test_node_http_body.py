@@ -18,6 +18,7 @@ from herd.domain import InferenceRequest
 from herd.errors import BackendError, ModelNotFound, NodeUnavailable
 from herd.node.http_server import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_payload
 from herd.settings import load_settings
+from herd.sim.testing import wait_for
 
 TOKEN = "unit-test-data-token-0123456789"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -130,6 +131,37 @@ async def test_a_whole_answer_with_the_token(node: Node, plane: Any) -> None:
         assert body.instance == "actor-1"
     assert node.tokens == [TOKEN, TOKEN]
     assert tokens.reads == 1  # read once, then reused
+
+
+async def test_finish_reads_the_end_in_the_background_and_reuses_the_connection(
+    node: Node, plane: Any
+) -> None:
+    data_plane, _ = plane
+    peers: list[Any] = []
+    end = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(line(chunk("a", done=True)))
+        await end.wait()  # the end of the body comes later than the final chunk
+        return resp
+
+    node.handler = answer
+    body = data_plane.body(node.url, "n1")
+    first = await body.open(REQ, "m")
+    assert first[-1]["done"]
+    body.finish()  # returns at once: the caller does not wait for the end of the body
+    assert not body._ended
+    end.set()
+    await wait_for(lambda: body._ended, 5.0)
+    end.clear()
+    end.set()
+    second = data_plane.body(node.url, "n1")
+    assert (await second.open(REQ, "m"))[-1]["done"]
+    second.finish()
+    assert len(peers) == 2 and peers[0] == peers[1]  # the same keep-alive connection
 
 
 async def test_reset_before_the_first_chunk_is_retryable(node: Node, plane: Any) -> None:
