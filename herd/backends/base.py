@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from herd.domain import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 
@@ -49,3 +49,14 @@ class Backend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class RawLines(Protocol):
+    """A backend that can hand over its stream as the NDJSON lines it received (Ollama):
+    the node's HTTP data plane then forwards them without decoding and re-encoding each
+    chunk. Same errors and the same end as :meth:`Backend.stream`."""
+
+    def stream_lines(self, kind: RequestKind, body: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """Yield each chunk's JSON line (no newline); raise as ``stream`` would."""
+        ...

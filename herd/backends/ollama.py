@@ -121,6 +121,16 @@ class OllamaBackend:
     async def stream(
         self, kind: RequestKind, body: Mapping[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
+        async for raw in self._lines(kind, body):
+            yield loads(raw)
+
+    def stream_lines(self, kind: RequestKind, body: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """The chunks as Ollama sent them, one JSON line each (see ``RawLines``)."""
+        return self._lines(kind, body)
+
+    async def _lines(self, kind: RequestKind, body: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """Each chunk's line; only a line that may be an error or the final chunk is
+        decoded here (a cheap look at its bytes first)."""
         payload = dict(body)
         payload["stream"] = True
         started = False
@@ -130,12 +140,15 @@ class OllamaBackend:
                     raise error_for_status(resp.status, await resp.text())
                 async for lines in _line_batches(resp.content):
                     for raw in lines:
-                        chunk = loads(raw)
-                        if "error" in chunk:
-                            raise BackendError(str(chunk["error"]), retryable=not started)
+                        final = False
+                        if b'"error"' in raw or b'"done":true' in raw or b'"done": true' in raw:
+                            chunk = loads(raw)
+                            if "error" in chunk:
+                                raise BackendError(str(chunk["error"]), retryable=not started)
+                            final = bool(chunk.get("done"))
                         started = True
-                        yield chunk
-                        if chunk.get("done"):
+                        yield raw
+                        if final:
                             return
             raise BackendError("backend closed the stream early", retryable=not started)
         except TimeoutError as exc:

@@ -12,10 +12,10 @@ import logging
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from herd import __version__
-from herd.backends.base import Backend, BackendState
+from herd.backends.base import Backend, BackendState, RawLines
 from herd.backends.media import MediaEngines
 from herd.backends.media_detect import detect_media_engines
 from herd.backends.ollama import OllamaBackend
@@ -279,11 +279,13 @@ class NodeAgent:
         await delete_model(self._require_backend(), self.media, self.node_id, model)
 
     async def stream(
-        self, req: InferenceRequest, model: str
-    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        self, req: InferenceRequest, model: str, raw: bool = False
+    ) -> AsyncGenerator[list[Any], None]:
         """Yield lists of Ollama chunks: whatever is already buffered goes out together,
         but nothing ever waits to fill a batch. A kind that is not streamed yields one
-        batch of one chunk, its result: every transport carries every kind the same way."""
+        batch of one chunk, its result: every transport carries every kind the same way.
+        With ``raw`` a backend that can (``RawLines``) hands over each chunk as its JSON
+        line (``bytes``), for the HTTP data plane to forward as it is."""
         backend = self._require_backend()
         self.media.refuse_mismatch(req.kind, model)
         if req.kind not in STREAMED_KINDS:
@@ -307,7 +309,13 @@ class NodeAgent:
                 put(exc)
 
         async def relay() -> None:
-            chunks = aiter(backend.stream(req.kind, self._body(req, model)))
+            body = self._body(req, model)
+            source: AsyncIterator[Any] = (
+                backend.stream_lines(req.kind, body)
+                if raw and isinstance(backend, RawLines)
+                else backend.stream(req.kind, body)
+            )
+            chunks = cast(AsyncGenerator[Any, None], aiter(source))  # async generators
             started = False
             try:
                 async with IdleTimeout(self.settings.first_chunk_timeout) as idle:
@@ -324,7 +332,7 @@ class NodeAgent:
             except Exception as exc:  # handed to the consumer, re-raised there
                 put(exc)
             finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
+                await chunks.aclose()
 
         task = asyncio.create_task(pump())
         try:
@@ -335,7 +343,7 @@ class NodeAgent:
                     continue
                 items = pending.copy()
                 pending.clear()
-                batch: list[dict[str, Any]] = []
+                batch: list[Any] = []
                 for item in items:
                     if item is _DONE:
                         if batch:

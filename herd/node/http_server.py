@@ -95,9 +95,9 @@ def _line(chunk: Any) -> bytes:
     return dumps(chunk) + b"\n"
 
 
-def _lines(batch: list[dict[str, Any]]) -> bytes:
-    """A batch as one write of NDJSON lines."""
-    return b"\n".join([dumps(chunk) for chunk in batch]) + b"\n"
+def _lines(batch: list[Any]) -> bytes:
+    """A batch (chunks, or lines a backend handed over as they came) as one write."""
+    return b"\n".join([c if type(c) is bytes else dumps(c) for c in batch]) + b"\n"
 
 
 class NodeHTTPServer:
@@ -182,10 +182,10 @@ class NodeHTTPServer:
         except Exception as exc:
             err = BadRequest(f"bad data-plane request: {exc}")
             return web.json_response(error_payload(err), status=err.status)
-        gen = self.agent.stream(req, req.model)
+        gen = self.agent.stream(req, req.model, raw=True)  # lines forwarded as they came
         try:
             try:
-                first: list[dict[str, Any]] = await anext(gen)
+                first: list[Any] = await anext(gen)
             except StopAsyncIteration:
                 first = []
             except HerdError as err:

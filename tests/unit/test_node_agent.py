@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -360,6 +361,40 @@ async def test_mid_stream_fault_in_complete(agent: NodeAgent, emu: RunningEmulat
     with pytest.raises(BackendError) as info:
         await agent.complete(request("chat"), "tiny:1b")
     assert info.value.retryable is False
+
+
+async def test_raw_lines_are_the_chunks_as_the_backend_sent_them(agent: NodeAgent) -> None:
+    # The HTTP data plane forwards the backend's lines undecoded: the same chunks, in
+    # order, the last one done, and the same end as the decoded stream.
+    lines: list[bytes] = []
+    gen = cast(AsyncGenerator[list[Any], None], agent.stream(request("chat"), "tiny:1b", raw=True))
+    async with aclosing(gen) as stream:
+        async for batch in stream:
+            lines.extend(batch)
+    assert lines and all(isinstance(line, bytes) and b"\n" not in line for line in lines)
+    chunks = [json.loads(line) for line in lines]
+    assert chunks[-1]["done"] and not any(c["done"] for c in chunks[:-1])
+    assert text_of(chunks, "chat") == text_of(
+        [c for b in await collect(agent, request("chat")) for c in b], "chat"
+    )
+    assert agent.in_flight == 0
+
+
+async def test_raw_lines_raise_the_backend_errors(agent: NodeAgent, emu: RunningEmulator) -> None:
+    await fault(emu, kind="fail_before", model="tiny:1b", count=1, status=500)
+    with pytest.raises(BackendError) as info:
+        async with aclosing(agent.stream(request("chat"), "tiny:1b", raw=True)) as stream:
+            async for _ in stream:
+                pass
+    assert info.value.retryable is True
+    await fault(emu, kind="fail_mid_stream", model="tiny:1b", count=1, after_chunks=3)
+    got: list[Any] = []
+    with pytest.raises(BackendError) as info:
+        async with aclosing(agent.stream(request("chat"), "tiny:1b", raw=True)) as stream:
+            async for batch in stream:
+                got.extend(batch)
+    assert len(got) == 3 and info.value.retryable is False
+    assert agent.in_flight == 0
 
 
 # --- drain ---------------------------------------------------------------------------

@@ -156,13 +156,13 @@ async def test_keep_alive_is_added(
     sent: list[dict[str, Any]] = []
     backend = agent.backend
     assert backend is not None
-    original = backend.stream
+    original = backend.stream_lines  # type: ignore[attr-defined]  # what the plane reads
 
     def spy(kind: Any, body: Any) -> Any:
         sent.append(dict(body))
         return original(kind, body)
 
-    backend.stream = spy  # type: ignore[method-assign]
+    backend.stream_lines = spy  # type: ignore[attr-defined]
     resp = await post(server, payload())
     assert resp.status_code == 200
     assert sent and sent[0]["keep_alive"] == agent.settings.keep_alive
