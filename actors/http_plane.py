@@ -31,7 +31,7 @@ from ray import exceptions as rex
 from actors.data_plane import data_token
 from herd.domain import InferenceRequest
 from herd.errors import BackendError, HerdError, NodeUnavailable
-from herd.json_codec import loads
+from herd.json_codec import dumps, loads
 from herd.node.http_server import INSTANCE_HEADER, STREAM_PATH, TOKEN_HEADER, error_from_payload
 from herd.settings import Settings
 
@@ -76,7 +76,7 @@ class HttpDataPlane:
         """The token header (read once, off the event loop: it may be a GCS call)."""
         if self._token is None:
             self._token = await asyncio.to_thread(self._token_source)
-        return {TOKEN_HEADER: self._token}
+        return {TOKEN_HEADER: self._token, "Content-Type": "application/json"}
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background, kept until it is done."""
@@ -174,7 +174,9 @@ class HttpBody:
         try:
             headers = await self._plane.headers()
             try:
-                resp = await self._plane.session().post(self._url, json=payload, headers=headers)
+                resp = await self._plane.session().post(
+                    self._url, data=dumps(payload), headers=headers
+                )
             except (aiohttp.ClientError, OSError) as exc:
                 raise DataPlaneUnreachable(
                     f"node data plane unreachable ({self._node_id}): {_describe(exc)}"

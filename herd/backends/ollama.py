@@ -14,9 +14,10 @@ from herd.backends.base import BackendState
 from herd.backends.http_errors import error_for_status
 from herd.domain import BackendKind, LoadedModel, ModelOnDisk, RequestKind
 from herd.errors import BackendError, BackendTimeout, HerdError
-from herd.json_codec import loads
+from herd.json_codec import dumps, loads
 from herd.taxonomy import model_category
 
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _PATHS: dict[str, str] = {
     "chat": "/api/chat",
     "generate": "/api/generate",
@@ -135,7 +136,9 @@ class OllamaBackend:
         payload["stream"] = True
         started = False
         try:
-            async with self._http().post(self.url + _PATHS[kind], json=payload) as resp:
+            async with self._http().post(
+                self.url + _PATHS[kind], data=dumps(payload), headers=_JSON_HEADERS
+            ) as resp:
                 if resp.status != 200:
                     raise error_for_status(resp.status, await resp.text())
                 async for lines in _line_batches(resp.content):

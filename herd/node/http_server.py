@@ -26,7 +26,7 @@ from aiohttp import web
 from herd import errors
 from herd.domain import InferenceRequest
 from herd.errors import BackendError, BadRequest, HerdError
-from herd.json_codec import dumps
+from herd.json_codec import dumps, loads
 from herd.node.agent import NodeAgent
 
 log = logging.getLogger("herd.node.http_server")
@@ -172,7 +172,7 @@ class NodeHTTPServer:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         try:
-            payload = await request.json()
+            payload = loads(await request.read())
             req = InferenceRequest(
                 request_id=str(payload.get("request_id") or ""),
                 kind=payload["kind"],
