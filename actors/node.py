@@ -39,7 +39,8 @@ class NodeActor:
         state: BackendState = await self.agent.start()
         if self.settings.data_plane == "http" and self._http is None:
             # Served from this actor's event loop, on the Ray node's own address.
-            self._http = await start_node_data_plane(self.agent, self.settings, _ray_node_ip())
+            host = await asyncio.to_thread(_ray_node_ip)  # a GCS call: off the loop
+            self._http = await start_node_data_plane(self.agent, self.settings, host)
         self._beat = asyncio.create_task(self._heartbeat_loop())
         return {
             "node_id": self.agent.node_id,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from herd.domain import (
@@ -79,6 +79,8 @@ class FleetMirror:
         self._seq = 0
         self._snapshot: FleetSnapshot | None = None
         self._bucket = -1.0
+        self._counts: dict[str, dict[str, int]] = {}  # per node: in flight by model
+        self._index: dict[str, int] = {}  # node id -> its place in the snapshot
 
     # --- the mirror ------------------------------------------------------------------
     def load(self, data: MirrorData, now: float) -> None:
@@ -116,21 +118,26 @@ class FleetMirror:
         return self.epoch is not None and now - self._confirmed_at <= self._stale_after
 
     def snapshot(self, now: float) -> FleetSnapshot:
-        """Mirrored nodes with local status ages and local in-flight on top (cached)."""
+        """Mirrored nodes with local status ages and local in-flight on top (cached; a
+        booking updates the cached snapshot's one node instead of rebuilding it)."""
         bucket = now // 0.25  # statuses age with time, as in FleetState
         if self._snapshot is not None and bucket == self._bucket:
             return self._snapshot
         extra: dict[str, Counter[str]] = {}
         for p in self._overlay:
             extra.setdefault(p.node_id, Counter())[p.model] += p.delta
-        views = []
+        views: list[NodeView] = []
+        self._counts = {}
+        self._index = {}
         for node in self._nodes:
             node_id = node.heartbeat.node_id
-            by_model = dict(node.in_flight_by_model)
+            counts = dict(node.in_flight_by_model)  # mirrored + local, unclipped
             for model, delta in extra.get(node_id, {}).items():
-                by_model[model] = by_model.get(model, 0) + delta
-            by_model = {m: n for m, n in by_model.items() if n > 0}
+                counts[model] = counts.get(model, 0) + delta
+            by_model = {m: n for m, n in counts.items() if n > 0}
             last_seen = self._received_at - node.age
+            self._counts[node_id] = counts
+            self._index[node_id] = len(views)
             views.append(
                 NodeView(
                     heartbeat=node.heartbeat,
@@ -143,6 +150,22 @@ class FleetMirror:
         self._snapshot = FleetSnapshot(tuple(views), now, self.perf)
         self._bucket = bucket
         return self._snapshot
+
+    def _rebook(self, node_id: str, model: str, delta: int) -> None:
+        """Apply one booking to the cached snapshot (the same result as a rebuild)."""
+        snap = self._snapshot
+        index = self._index.get(node_id)
+        if snap is None or index is None:
+            self._snapshot = None
+            return
+        counts = self._counts[node_id]
+        counts[model] = counts.get(model, 0) + delta
+        by_model = {m: n for m, n in counts.items() if n > 0}
+        views = list(snap.nodes)
+        views[index] = replace(
+            views[index], in_flight=sum(by_model.values()), in_flight_by_model=by_model
+        )
+        self._snapshot = FleetSnapshot(tuple(views), snap.taken_at, snap.perf)
 
     # --- decisions -------------------------------------------------------------------
     def try_route(
@@ -177,8 +200,9 @@ class FleetMirror:
             self._book(outcome.node_id, outcome.model, -1)
 
     def _book(self, node_id: str, model: str, delta: int) -> None:
-        self._overlay.append(_Pending(node_id, canonical_model(model), delta))
-        self._snapshot = None
+        key = canonical_model(model)
+        self._overlay.append(_Pending(node_id, key, delta))
+        self._rebook(node_id, key, delta)
 
     def _add(self, event: Event, now: float) -> None:
         if not self._events:

@@ -243,3 +243,25 @@ async def test_wait_view_returns_on_a_change(core: RouterCore) -> None:
     data = await asyncio.wait_for(waiter, timeout=5)
     assert data is not None and "d" in {n.heartbeat.node_id for n in data.nodes}
     assert await core.wait_view(data.epoch, data.version, wait=0.01) is None
+
+
+def test_bookings_update_the_cached_snapshot_as_a_rebuild_would(core: RouterCore) -> None:
+    # Each booking patches the cached snapshot's one node; a rebuild from the mirror and
+    # the pending overlay (a new time bucket) gives the very same in-flight counts, also
+    # when an end arrives for an attempt whose begin the router already applied.
+    local = make_local(core)
+    sync(local, core, T0)
+    decisions = [local.try_route(f"r{i}", ["tiny:1b"], T0) for i in range(5)]
+    assert all(d is not None for d in decisions)
+    send(local, core)
+    sync(local, core, T0)  # the router has applied the begins: the overlay drops them
+    for i, d in enumerate(decisions[:3]):
+        assert d is not None
+        local.end(ok(f"r{i}", d.node_id), T0)
+    local.end(ok("r-unknown", "a"), T0)  # an end the mirror never saw begin
+    patched = {
+        n.node_id: (n.in_flight, dict(n.in_flight_by_model)) for n in local.snapshot(T0).nodes
+    }
+    rebuilt = local.snapshot(T0 + 0.3)  # another bucket: built from scratch
+    assert patched == {n.node_id: (n.in_flight, dict(n.in_flight_by_model)) for n in rebuilt.nodes}
+    assert sum(n.in_flight for n in rebuilt.nodes) == 1  # five begun, four ended
