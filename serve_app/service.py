@@ -7,8 +7,8 @@ Errors are raised as :mod:`herd.errors` types and mapped by ``serve_app.errors``
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -95,7 +95,7 @@ class HerdService:
     @staticmethod
     def request_meta(request: Request) -> dict[str, Any]:
         return {
-            "request_id": uuid.uuid4().hex,
+            "request_id": secrets.token_hex(16),  # 32 hex digits, like a uuid4 hex
             "received_at": time.time(),
             "header_tags": request.headers.get("x-herd-tags"),
             "client": request.client.host if request.client else None,

@@ -15,8 +15,8 @@ and the router's store ignores duplicates, so nothing is lost while the router r
 from __future__ import annotations
 
 import contextvars
+import secrets
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +33,7 @@ current_trace: contextvars.ContextVar[TraceContext | None] = contextvars.Context
 class TraceContext:
     dialect: str = "ollama"
     kind: str = "chat"
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: secrets.token_hex(16))
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
     requested_model: str = ""
