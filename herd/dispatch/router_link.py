@@ -108,8 +108,9 @@ class RouterLink:
         assert self._kick is not None
         kick = self._kick
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(kick.wait(), timeout=self.mirror.next_due_in(time.time()))
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can eat a cancel (3.11)
+                async with asyncio.timeout(self.mirror.next_due_in(time.time())):
+                    await kick.wait()
             kick.clear()
             if self.mirror.due(time.time()):
                 await self.flush()

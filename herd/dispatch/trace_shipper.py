@@ -43,8 +43,9 @@ class TraceShipper:
         """Send until cancelled; call once per event loop."""
         self._wake = wake = asyncio.Event()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), _SEND_EVERY_S)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can eat a cancel (3.11)
+                async with asyncio.timeout(_SEND_EVERY_S):
+                    await wake.wait()
             wake.clear()
             while len(self.outbox):
                 if not await self.send_once():

@@ -302,8 +302,9 @@ class RouterCore:
         """Like :meth:`view`, but waits up to ``wait`` seconds for a change (long poll)."""
         data = self.view(epoch, since)
         if data is None and wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._change.wait(), timeout=wait)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can eat a cancel (3.11)
+                async with asyncio.timeout(wait):
+                    await self._change.wait()
             data = self.view(epoch, since)
         return data
 
