@@ -66,7 +66,7 @@ class HttpDataPlane:
 
     def __init__(self, settings: Settings, token: Callable[[], str] | None = None) -> None:
         self._token_source = token or (lambda: data_token(settings))
-        self._token: str | None = None
+        self._headers: dict[str, str] | None = None  # with the token, once read
         self._session: aiohttp.ClientSession | None = None
         self._watch: DeathWatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,9 +74,10 @@ class HttpDataPlane:
 
     async def headers(self) -> dict[str, str]:
         """The token header (read once, off the event loop: it may be a GCS call)."""
-        if self._token is None:
-            self._token = await asyncio.to_thread(self._token_source)
-        return {TOKEN_HEADER: self._token, "Content-Type": "application/json"}
+        if self._headers is None:
+            token = await asyncio.to_thread(self._token_source)
+            self._headers = {TOKEN_HEADER: token, "Content-Type": "application/json"}
+        return self._headers
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background, kept until it is done."""
@@ -86,7 +87,7 @@ class HttpDataPlane:
 
     def refused(self) -> None:
         """A node refused the token: read it again for the next request."""
-        self._token = None
+        self._headers = None
 
     def session(self) -> aiohttp.ClientSession:
         self._on_loop()

@@ -22,7 +22,7 @@ from actors.errors import herd_cause, unwrap
 from actors.handles import HandleCache
 from actors.http_plane import DataPlaneUnreachable, HttpDataPlane
 from herd.dispatch.dispatcher import Dispatcher
-from herd.dispatch.ports import Answer, Chunk
+from herd.dispatch.ports import Answer, Chunk, read_first
 from herd.domain import Decision, InferenceRequest
 from herd.errors import FleetUnavailable, HerdError, NodeUnavailable
 from herd.routing.events import Event, MirrorData
@@ -172,13 +172,7 @@ class RayNodes:
             answer = RayAnswer(handle.stream.remote(req, model), node_id)
         except Exception as exc:
             raise unwrap(exc, node_id) from None
-        try:
-            answer.first = await answer.next_batch()
-        except StopAsyncIteration:
-            answer.first = []
-        except BaseException:
-            answer.cancel()
-            raise
+        await read_first(answer)
         return answer
 
     async def call(self, node_id: str, method: str, *args: Any) -> Any:

@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
-from herd.dispatch.ports import Chunk
+from herd.dispatch.ports import Chunk, read_first
 from herd.domain import Decision, InferenceRequest
 from herd.errors import HerdError, NodeUnavailable
 from herd.node.agent import NodeAgent
@@ -109,13 +109,7 @@ class AgentNodes:
 
     async def open(self, node_id: str, req: InferenceRequest, model: str, data_url: str) -> Any:
         answer = AgentAnswer(self._agent(node_id).stream(req, model))
-        try:
-            answer.first = await answer.next_batch()
-        except StopAsyncIteration:
-            answer.first = []
-        except BaseException:
-            await answer._close()
-            raise
+        await read_first(answer)
         return answer
 
     async def call(self, node_id: str, method: str, *args: Any) -> Any:

@@ -319,9 +319,12 @@ class Dispatcher:
         async with asyncio.timeout(request_limit(self.settings, req.kind)):
             served = await self.stream(req)
             folded = answer_folder(req.kind)
-            for chunk in served.first:
-                folded.feed(chunk)
-            async for batch in served.rest:
-                for chunk in batch:
+            try:
+                for chunk in served.first:
                     folded.feed(chunk)
+                async for batch in served.rest:
+                    for chunk in batch:
+                        folded.feed(chunk)
+            finally:  # an error chunk stops the fold: the attempt ends now, not at GC
+                await served.rest.aclose()
             return served.decision, served.retries, folded.result()

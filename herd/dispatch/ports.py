@@ -43,6 +43,18 @@ class Answer(Protocol):
         ...
 
 
+async def read_first(answer: Answer) -> None:
+    """Fill ``answer.first`` from its first batch ([] for an empty answer); cancel the
+    answer when that read fails. For ports whose answers are plain batch streams."""
+    try:
+        answer.first = await answer.next_batch()
+    except StopAsyncIteration:
+        answer.first = []
+    except BaseException:
+        answer.cancel()
+        raise
+
+
 class NodePort(Protocol):
     """How the dispatcher reaches a node. The adapter chooses the transport."""
 

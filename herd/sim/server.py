@@ -7,7 +7,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from herd.sim import admin, embeddings, inference, management
+import herd.sim.admin as admin
+import herd.sim.embeddings as embeddings
+import herd.sim.inference as inference
+import herd.sim.management as management
 from herd.sim.device import Device
 from herd.sim.profile import SimProfile
 from herd.sim.profiles import load_profile

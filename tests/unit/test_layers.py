@@ -43,8 +43,8 @@ def module_files() -> dict[str, Path]:
 
 
 def imported(path: Path, known: dict[str, Path]) -> Iterator[str]:
-    """The project modules ``path`` imports (``from pkg import submodule`` names the
-    submodule; ``from pkg import name`` names the package)."""
+    """The project modules ``path`` imports. ``from pkg import name`` names ``pkg`` (its
+    ``__init__`` runs) and, when ``name`` is a submodule, that submodule too."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -53,9 +53,11 @@ def imported(path: Path, known: dict[str, Path]) -> Iterator[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] not in PACKAGES:
                 continue
+            yield node.module
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
-                yield full if full in known else node.module
+                if full in known:
+                    yield full
 
 
 def room(module: str) -> str:
