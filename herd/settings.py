@@ -6,7 +6,9 @@ Nothing reads the environment at import time; call :func:`load_settings`.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -191,6 +193,64 @@ class Settings(BaseSettings):
         description="Shared secret of the HTTP data plane; unset: one random token per Ray "
         "cluster, kept in Ray's GCS KV (set it the same on every device or nowhere)",
     )
+    # --- security (README "Security") -------------------------------------------------
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for every mutation (pull, delete, settings, unloads) and "
+        "for reading traces from another machine; unset: the first head deploy generates "
+        "one into <data dir>/admin-token (mode 0600); `herd admin-token` shows it",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Inference keys, `name:key` pairs separated by commas (or a JSON object "
+        "name -> key); when set, every /v1/* and /api/* route but / and /api/version needs "
+        "one (Authorization: Bearer or x-api-key); the key's name is traced as tag key:NAME",
+    )
+    origins: str = Field(
+        default="",
+        description="Browser origins allowed besides Ollama's defaults (localhost, 127.0.0.1, "
+        "0.0.0.0, app://, file://, tauri://, vscode-webview://) and the endpoint's own; "
+        "comma list, * wildcards (OLLAMA_ORIGINS' form)",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="Host header names allowed besides IP addresses, localhost, *.localhost "
+        "and this machine's names; comma list, *.suffix wildcards, * allows any",
+    )
+    pull_registries: str = Field(
+        default="registry.ollama.ai",
+        description="Registries pulls may fetch from (comma list; a bare model name is "
+        "registry.ollama.ai's)",
+    )
+    # --- bounds: each refused with 400/413 in the client's dialect before any node -----
+    dashboard_max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Body limit of the dashboard's API and callbacks"
+    )
+    max_model_name_chars: int = Field(default=200, ge=8, le=1000)
+    max_tags: int = Field(default=16, ge=0, le=256, description="Tags per request")
+    max_tag_chars: int = Field(default=64, ge=1, le=1000)
+    max_predict: int = Field(
+        default=131072,
+        ge=1,
+        description="Largest max_tokens / num_predict a request may ask for (-1 and -2 keep "
+        "Ollama's meaning)",
+    )
+    max_ctx: int = Field(default=1048576, ge=512, description="Largest num_ctx")
+    max_embed_inputs: int = Field(default=2048, ge=1, description="Inputs per embedding request")
+    max_images: int = Field(default=4, ge=1, le=100, description="Images per request (n)")
+    max_image_pixels: int = Field(
+        default=2048 * 2048, ge=64 * 64, description="width x height of one image"
+    )
+    max_image_steps: int = Field(default=100, ge=1, description="Diffusion steps per image")
+    max_audio_seconds: float = Field(
+        default=3600.0, gt=0, description="Audio per transcription, measured by decoding it"
+    )
+    events_min_interval: float = Field(
+        default=1.0, gt=0, description="Floor of /dashboard/events?interval= (seconds)"
+    )
+    max_event_streams: int = Field(
+        default=16, ge=1, description="Concurrent /dashboard/events streams per replica"
+    )
     node: NodeSettings = Field(default_factory=NodeSettings)
 
     @field_validator("log_level", mode="before")
@@ -204,6 +264,26 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().strip()) < 16:
             raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _parse_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_api_keys(value.get_secret_value())  # raises ValueError with the reason
+        return value
+
+    def api_key_table(self) -> dict[str, str]:
+        """key -> name of ``FLEET_API_KEYS`` (empty: inference needs no key)."""
+        if self.api_keys is None or not self.api_keys.get_secret_value().strip():
+            return {}
+        return {key: name for name, key in parse_api_keys(self.api_keys.get_secret_value())}
 
     @field_validator("data_dir")
     @classmethod
@@ -231,6 +311,41 @@ class Settings(BaseSettings):
         return self.data_dir / "logs"
 
 
+def parse_api_keys(text: str) -> list[tuple[str, str]]:
+    """``name:key,name2:key2`` or a JSON object ``{"name": "key"}`` -> (name, key) pairs.
+    Names are short words (they become trace tags); keys are at least 16 characters."""
+    text = text.strip()
+    pairs: list[tuple[str, str]]
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ValueError("is not a valid JSON object of name -> key") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ValueError("must map each name to a key string")
+        pairs = [(str(k).strip(), v.strip()) for k, v in data.items()]
+    else:
+        pairs = []
+        for part in text.split(","):
+            name, sep, key = part.strip().partition(":")
+            if not sep:
+                raise ValueError("each entry must be name:key")
+            pairs.append((name.strip(), key.strip()))
+    seen: set[str] = set()
+    for name, key in pairs:
+        if not _KEY_NAME.fullmatch(name):
+            raise ValueError(f"key name {name!r} must be 1-32 letters, digits, '-', '_' or '.'")
+        if len(key) < 16:
+            raise ValueError(f"the key named {name!r} must be at least 16 characters")
+        if key in seen:
+            raise ValueError(f"the key named {name!r} is used twice")
+        seen.add(key)
+    return pairs
+
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Parse the environment once; invalid values raise :class:`ConfigError` (one line)."""
     node_over = overrides.pop("node", None)
@@ -256,6 +371,6 @@ def _one_line(exc: ValidationError, prefix: str) -> str:
     parts = []
     for err in exc.errors():
         loc = "_".join(str(p) for p in err["loc"]).upper()
-        shown = "a secret" if "TOKEN" in loc else repr(err.get("input"))
+        shown = "a secret" if "TOKEN" in loc or "KEYS" in loc else repr(err.get("input"))
         parts.append(f"{prefix}{loc}: {err['msg']} (got {shown})")
     return "invalid settings: " + "; ".join(parts)
