@@ -24,6 +24,11 @@ import pytest
 from herd.settings import load_settings
 from herd.sim.testing import fast_profile
 
+# The fleet's admin token (FLEET_ADMIN_TOKEN): every mutation (pull, delete, settings,
+# unloads) sends it; tests that check the refusal leave it out.
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers"
 
 NODE_PROFILES: dict[str, dict[str, Any]] = {
@@ -70,6 +75,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         # (slow-fault tests teach it that alpha is slow). It is covered by unit and
         # property tests and by bench/fleet.py over the real router and emulators.
         routing_policy="score",
+        admin_token=ADMIN_TOKEN,
     )
     specs = (
         *(
@@ -90,6 +96,12 @@ def _free_port() -> int:
     from launch.localray import free_port
 
     return free_port()
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    """Headers carrying the shared fleet's admin token."""
+    return dict(ADMIN)
 
 
 @pytest.fixture
