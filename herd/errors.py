@@ -35,6 +35,21 @@ class BadRequest(HerdError):
     code = "invalid_request"
 
 
+class Unauthorized(HerdError):
+    """No valid credential: an inference key or the admin token (``WWW-Authenticate``)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(HerdError):
+    """Refused whatever the credential: a foreign browser Origin, a Host not allowed (DNS
+    rebinding), a registry outside the pull allow-list."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(HerdError):
     """The thing a request names does not exist (a trace, a benchmark run, a route)."""
 
@@ -107,7 +122,10 @@ def _rebuild_backend(
 
 
 class BackendTimeout(BackendError):
-    status = 504
+    """A backend or node stayed silent past a time limit; the message names the limit
+    (503: 504 is not a status herd answers)."""
+
+    status = 503
     code = "backend_timeout"
 
 

@@ -33,6 +33,10 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     if result.get("endpoint"):
         parts.append(f"endpoint {result['endpoint']}")
     print("; ".join(parts), flush=True)
+    if result.get("admin_token_created"):
+        from launch.admin import announce
+
+        print(announce(settings, result["admin_token_created"]), flush=True)
     if args.foreground:
         return _serve_until_signal(result["node"], args.drain_timeout)
     return 0
@@ -96,6 +100,19 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def cmd_admin_token(args: argparse.Namespace, settings: Settings) -> int:
+    from herd.guard.credentials import admin_token_path, read_admin_token
+
+    token = read_admin_token(settings)
+    if token is None:
+        return _fail(
+            f"no admin token yet: the first head deploy writes one to "
+            f"{admin_token_path(settings.data_dir)} (or set FLEET_ADMIN_TOKEN)"
+        )
+    print(token)
+    return 0
+
+
 def cmd_sim_node(argv: Sequence[str]) -> int:
     from herd.sim.cli import main as sim_main
 
@@ -142,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-llamacpp", action="store_true", help="emulated nodes only")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("admin-token", help="print the fleet's admin token (this box's data dir)")
+    p.set_defaults(func=cmd_admin_token)
     sub.add_parser("sim-node", help="run the Ollama emulator (see herd sim-node --help)")
     return parser
 

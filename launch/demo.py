@@ -164,6 +164,10 @@ def run_demo(
             f"  (or `herd status --address {fleet.cluster.address}`)"
         )
         _say(f"dashboard: {endpoint}/dashboard/  (traces, trends, health, settings)")
+        if fleet.admin_token_created:
+            from launch.admin import announce
+
+            _say(announce(fleet.settings, fleet.admin_token_created))
         _say(f"try: curl {endpoint}/api/chat -d '{json.dumps(_CURL)}'")
         if keep_running:
             _say("\nthe endpoint stays up; press Ctrl-C to stop.")

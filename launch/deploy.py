@@ -9,6 +9,7 @@ from actors.cluster import head_ray_node_id, this_ray_node_id
 from actors.node import deploy_node_actor
 from actors.router import deploy_router_actor
 from herd.settings import Settings
+from launch.admin import with_admin_token
 
 
 def deploy(
@@ -28,6 +29,7 @@ def deploy(
     is_head = (ray_node_id == head_id) if head is None else head
     result: dict[str, Any] = {"ray_node_id": ray_node_id, "head": is_head}
     if is_head:
+        settings, result["admin_token_created"] = with_admin_token(settings)
         deploy_router_actor(settings, ray_node_id=ray_node_id)
         result["router"] = "herd-router"
     if with_node:

@@ -22,6 +22,7 @@ from actors.node import deploy_node_actor
 from actors.router import deploy_router_actor
 from herd.settings import Settings
 from herd.sim.profiles import load_profile
+from launch.admin import with_admin_token
 from launch.localray import (
     LocalRay,
     free_port,
@@ -59,6 +60,7 @@ class LocalFleet:
     emulator_urls: dict[str, str] = field(default_factory=dict)
     endpoint: str = ""
     head_ray_node_id: str | None = None
+    admin_token_created: str | None = None
 
     def __post_init__(self) -> None:
         self.cluster = LocalRay(gcs_port=free_port(), serve_proxy=self.serve_proxy)
@@ -72,6 +74,7 @@ class LocalFleet:
             if spec.backend == "sim":
                 self.start_emulator(spec.name, spec.profile)
         connect(self.cluster.address, timeout=30)
+        self.settings, self.admin_token_created = with_admin_token(self.settings)
         head_id = self.head_ray_node_id = self.ray_node_id(ray_nodes[0])
         deploy_router_actor(self.settings, ray_node_id=head_id)
         for spec in self.specs:

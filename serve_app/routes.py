@@ -21,6 +21,8 @@ from serve_app.errors import (
     unexpected_error_handler,
     validation_error_handler,
 )
+from serve_app.guard import GuardMiddleware
+from serve_app.routes_login import add_login_routes
 from serve_app.routes_media import add_media_routes
 from serve_app.routes_models import add_model_routes
 from serve_app.routes_ollama import OLLAMA_COMPAT_VERSION, add_ollama_routes
@@ -54,6 +56,10 @@ def build_app(svc: HerdService) -> FastAPI:
     add_openai_routes(app, svc)
     add_media_routes(app, svc)
     add_fleet_routes(app, svc)
-    # Every inference request gets a trace, rejected and abandoned ones included.
+    add_login_routes(app, svc)
+    # Host, Origin, body size and credentials, before any route (serve_app/guard.py).
+    app.add_middleware(GuardMiddleware, policy=lambda: svc.guard_policy)
+    # Every inference request gets a trace, rejected and abandoned ones included; added
+    # last, so it is the outermost layer and traces the guard's refusals too.
     app.add_middleware(TraceMiddleware, shipper=lambda: svc.dispatcher.traces)
     return app

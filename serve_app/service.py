@@ -7,6 +7,7 @@ Errors are raised as :mod:`herd.errors` types and mapped by ``serve_app.errors``
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,8 @@ from herd import convert
 from herd.dispatch.dispatcher import Dispatcher, Served
 from herd.dispatch.media import MediaDispatch
 from herd.domain import Decision, InferenceRequest
-from herd.errors import BadRequest, HerdError, PayloadTooLarge
+from herd.errors import BadRequest, HerdError, PayloadTooLarge, Unauthorized
+from herd.guard.credentials import current_caller, read_admin_token
 from herd.json_codec import dumps
 from herd.settings import Settings
 
@@ -51,6 +53,19 @@ class HerdService:
         self.dispatcher = dispatcher or _ray_dispatcher(settings)
         self.media = MediaDispatch(self.dispatcher)
         self.models = self.dispatcher.models
+        # The head deploy puts the (generated) token into the settings it deploys with.
+        self.admin_token = read_admin_token(settings)
+        self._guard_policy: Any = None
+
+    @property
+    def guard_policy(self) -> Any:
+        """The ingress guard's policy (``serve_app.guard.GuardPolicy``), built once."""
+        if self._guard_policy is None:
+            from dashboard.views import mutating_outputs
+            from serve_app.guard import GuardPolicy
+
+            self._guard_policy = GuardPolicy(self.settings, self.admin_token, mutating_outputs())
+        return self._guard_policy
 
     # --- input ---------------------------------------------------------------------
     async def read_body(self, request: Request) -> bytes:
@@ -106,6 +121,7 @@ class HerdService:
         self, req: InferenceRequest, media_type: str, make_writer: Callable[[Decision], Any]
     ) -> StreamingResponse:
         """Route, wait for the first chunks (retrying elsewhere before them), then stream."""
+        check_unload(req)
         served = await self.dispatcher.stream(req)
         writer = make_writer(served.decision)
         return StreamingResponse(
@@ -127,6 +143,7 @@ class HerdService:
             await served.rest.aclose()  # a client gone at the first write ends the attempt
 
     async def run_complete(self, req: InferenceRequest) -> tuple[Decision, int, dict[str, Any]]:
+        check_unload(req)
         return await self.dispatcher.complete(req)
 
     # --- fleet reads -----------------------------------------------------------------
@@ -139,6 +156,31 @@ class HerdService:
 
     async def fleet_status(self) -> dict[str, Any]:
         return await self.dispatcher.status()
+
+
+_DURATION = re.compile(r"(?:[+-]?\d*\.?\d+(?:ns|us|µs|ms|s|m|h))+|[+-]?\d*\.?\d+")
+
+
+def unloads(keep_alive: object) -> bool:
+    """Whether a ``keep_alive`` unloads the model at once: 0, or a Go duration whose
+    every figure is zero ("0", "0s", "0m0s")."""
+    if isinstance(keep_alive, bool):
+        return False
+    if isinstance(keep_alive, int | float):
+        return keep_alive == 0
+    if isinstance(keep_alive, str) and _DURATION.fullmatch(keep_alive.strip()):
+        figures = re.findall(r"\d*\.?\d+", keep_alive)
+        return all(float(f) == 0 for f in figures)
+    return False
+
+
+def check_unload(req: InferenceRequest) -> None:
+    """``keep_alive: 0`` unloads the model for everyone: an admin action."""
+    if unloads(req.body.get("keep_alive")) and not current_caller.get().admin:
+        raise Unauthorized(
+            "keep_alive 0 unloads the model: that needs the admin token "
+            "('Authorization: Bearer <token>')"
+        )
 
 
 class NdjsonWriter:

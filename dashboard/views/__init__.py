@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dashboard.views.base import View
 
-__all__ = ["View", "all_views"]
+__all__ = ["View", "all_views", "mutating_outputs"]
 
 
 def all_views() -> tuple[View, ...]:
@@ -40,3 +40,8 @@ def all_views() -> tuple[View, ...]:
         settings.VIEW,
         trace.VIEW,
     )
+
+
+def mutating_outputs() -> frozenset[str]:
+    """Every view's mutating callback outputs (see :attr:`View.mutations`)."""
+    return frozenset(out for view in all_views() for out in view.mutations)

@@ -18,3 +18,6 @@ class View:
     title: str
     layout: Callable[[Mapping[str, str]], Any]
     register: Callable[[Dash, SyncBridge], None]
+    # Outputs ("component-id.property") of the callbacks that change the fleet: the
+    # ingress's guard asks for the admin token before it lets one through.
+    mutations: tuple[str, ...] = ()

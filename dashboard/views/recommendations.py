@@ -137,4 +137,10 @@ def register(app: Dash, bridge: SyncBridge) -> None:
         return pull_status(jobs)
 
 
-VIEW = View(slug="recommendations", title="Recommendations", layout=layout, register=register)
+VIEW = View(
+    slug="recommendations",
+    title="Recommendations",
+    layout=layout,
+    register=register,
+    mutations=("rec-pull-message.children",),
+)

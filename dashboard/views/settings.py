@@ -148,4 +148,10 @@ def register(app: Dash, bridge: SyncBridge) -> None:
         return apply(bridge, wanted)
 
 
-VIEW = View(slug="settings", title="Settings", layout=layout, register=register)
+VIEW = View(
+    slug="settings",
+    title="Settings",
+    layout=layout,
+    register=register,
+    mutations=("settings-saved.children",),
+)

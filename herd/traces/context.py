@@ -39,6 +39,8 @@ class TraceContext:
     requested_model: str = ""
     stream: bool = False
     tags: tuple[str, ...] = ()
+    # Tags the ingress adds whatever the request says (the inference key's name).
+    caller_tags: tuple[str, ...] = ()
     client: str | None = None
     decision: Decision | None = None
     attempts: int = 0
@@ -62,7 +64,7 @@ class TraceContext:
         self.kind = req.kind
         self.dialect = req.dialect
         self.stream = req.stream
-        self.tags = normalize_tags(req.tags)
+        self.tags = normalize_tags((*req.tags, *self.caller_tags))
         self.client = req.client
 
     def attempt(self, decision: Decision) -> None:

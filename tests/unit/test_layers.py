@@ -21,7 +21,15 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"herd", "herd.settings", "herd.domain", "herd.deadlines", "herd.json_codec"}),
     frozenset({"herd.taxonomy"}),
     frozenset(
-        {"herd.logs", "herd.wire", "herd.scoring", "herd.sim", "herd.backends", "herd.traces"}
+        {
+            "herd.logs",
+            "herd.wire",
+            "herd.scoring",
+            "herd.sim",
+            "herd.backends",
+            "herd.traces",
+            "herd.guard",
+        }
     ),
     frozenset({"herd.convert"}),
     frozenset({"herd.node", "herd.routing"}),
