@@ -20,14 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_auth import ADMIN, ADMIN_TOKEN
 
 from herd.settings import load_settings
 from herd.sim.testing import fast_profile
-
-# The fleet's admin token (FLEET_ADMIN_TOKEN): every mutation (pull, delete, settings,
-# unloads) sends it; tests that check the refusal leave it out.
-ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers"
 

@@ -27,6 +27,7 @@ from dashboard_browser import (
     open_view,
     screenshot,
 )
+from fleet_auth import ADMIN, login
 from playwright.sync_api import expect
 
 from dashboard.views.common import fmt_int, fmt_rate, fmt_score, fmt_seconds
@@ -111,7 +112,7 @@ def traffic(fleet: Any) -> Traffic:
             "per_node": {n: {"requests": out.nodes.count(n)} for n in set(out.nodes)},
         },
     }
-    saved = httpx.post(f"{endpoint}/dashboard/api/benchmarks", json=run, timeout=15)
+    saved = httpx.post(f"{endpoint}/dashboard/api/benchmarks", json=run, headers=ADMIN, timeout=15)
     assert saved.status_code == 201, saved.text
     out.benchmark_id = saved.json()["id"]
     return out
@@ -211,6 +212,8 @@ def test_settings_nodes_versions_and_a_toggle(
     expect_text(page, f"settings-node-{routers[0]}-node", f"{routers[0]} Router")
     screenshot(page, "8-settings", *shots)
     was = current["toggles"]["vram_fallback"]
+    login(page, traffic.endpoint)  # changing a setting is an admin action
+    open_view(page, traffic.endpoint, "settings", "Settings")
     toggle = page.locator("#settings-toggles input[value=vram_fallback]")
     try:
         toggle.set_checked(not was)
@@ -218,7 +221,10 @@ def test_settings_nodes_versions_and_a_toggle(
         assert traffic.api("settings")["toggles"]["vram_fallback"] is (not was)
     finally:
         httpx.post(
-            f"{traffic.endpoint}/dashboard/api/settings", json={"vram_fallback": was}, timeout=15
+            f"{traffic.endpoint}/dashboard/api/settings",
+            json={"vram_fallback": was},
+            headers=ADMIN,
+            timeout=15,
         )
 
 
