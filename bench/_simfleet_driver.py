@@ -198,7 +198,6 @@ def make_agent(settings: Settings, name: str, url: str) -> NodeAgent:
         backend=OllamaBackend(
             url,
             connect_timeout=settings.node.connect_timeout,
-            request_timeout=settings.node.request_timeout,
             probe_timeout=settings.node.probe_timeout,
         ),
         media=MediaEngines(),

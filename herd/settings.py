@@ -51,7 +51,24 @@ class NodeSettings(BaseSettings):
         description="Memory herd may fill with models on this device, instead of what the OS "
         "reports (reserve room for other work; emulated devices report their profile's)",
     )
-    request_timeout: float = Field(default=600.0, gt=0)
+    disk_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Disk herd may fill with models on this device, instead of the free space "
+        "where the models live (emulated devices report their profile's)",
+    )
+    pull_stall_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="A pull with no progress line for this long is stopped (seconds; a pull "
+        "has no total limit)",
+    )
+    pull_reserve_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="Disk a pull must leave free on the device; also the least free disk a "
+        "pull of a model of unknown size needs",
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     probe_timeout: float = Field(default=2.0, gt=0)
     engines: str = Field(

@@ -95,9 +95,10 @@ class LocalFleet:
         node: dict[str, Any] = {"name": spec.name, "engines": spec.engines}
         if spec.backend == "sim":
             node.update(ollama_host=self.emulator_urls[spec.name], llamacpp="off")
-            # An emulated device reports its profile's memory and parallel slots.
+            # An emulated device reports its profile's memory, disk and parallel slots.
             profile = load_profile(spec.profile)
             node.update(memory_bytes=profile.memory_bytes, num_parallel=profile.num_parallel)
+            node.update(disk_bytes=profile.disk_bytes)
         else:
             node.update(llamacpp="on")
         return self.settings.model_copy(update={"node": self.settings.node.model_copy(update=node)})

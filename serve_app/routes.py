@@ -22,6 +22,7 @@ from serve_app.errors import (
     validation_error_handler,
 )
 from serve_app.guard import GuardMiddleware
+from serve_app.hangup import HangupMiddleware
 from serve_app.routes_login import add_login_routes
 from serve_app.routes_media import add_media_routes
 from serve_app.routes_models import add_model_routes
@@ -59,6 +60,8 @@ def build_app(svc: HerdService) -> FastAPI:
     add_login_routes(app, svc)
     # Host, Origin, body size and credentials, before any route (serve_app/guard.py).
     app.add_middleware(GuardMiddleware, policy=lambda: svc.guard_policy)
+    # A client that hangs up cancels its request at once (serve_app/hangup.py).
+    app.add_middleware(HangupMiddleware)
     # Every inference request gets a trace, rejected and abandoned ones included; added
     # last, so it is the outermost layer and traces the guard's refusals too.
     app.add_middleware(TraceMiddleware, shipper=lambda: svc.dispatcher.traces)

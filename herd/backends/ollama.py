@@ -66,7 +66,14 @@ def _loaded(entry: Mapping[str, Any]) -> LoadedModel:
 
 
 class OllamaBackend:
-    """The Backend protocol over Ollama's native API."""
+    """The Backend protocol over Ollama's native API.
+
+    No request has a total time limit: a long answer or a 40 GB pull takes what it
+    takes. Silence is what is bounded: ``read_timeout`` between two reads of any answer
+    (the node's first-chunk and chunk timeouts are the precise limits; this is the
+    socket's backstop), ``pull_read_timeout`` between two reads of a pull (Ollama is
+    silent while it verifies a layer), ``connect_timeout`` the TCP connect. An image
+    job sends nothing until its PNG is ready: it is bounded by the node's job limit."""
 
     kind: BackendKind = "ollama"
 
@@ -75,22 +82,27 @@ class OllamaBackend:
         url: str,
         *,
         connect_timeout: float = 5.0,
-        request_timeout: float = 600.0,
+        read_timeout: float = 300.0,
+        pull_read_timeout: float = 600.0,
         probe_timeout: float = 2.0,
     ) -> None:
         self.url = url.rstrip("/")
-        self._connect_timeout = connect_timeout
-        self._request_timeout = request_timeout
+        self._read_timeout = read_timeout
+        self._pull_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=pull_read_timeout
+        )
+        self._job_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._probe_timeout = probe_timeout
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(
-                    total=self._request_timeout, sock_connect=self._connect_timeout
-                ),
+                timeout=self._timeout,
             )
         return self._session
 
@@ -154,8 +166,10 @@ class OllamaBackend:
                         if final:
                             return
             raise BackendError("backend closed the stream early", retryable=not started)
-        except TimeoutError as exc:
-            raise BackendTimeout(f"ollama timed out: {exc}", retryable=not started) from None
+        except TimeoutError:
+            raise BackendTimeout(
+                f"ollama sent nothing for {self._read_timeout:g}s", retryable=not started
+            ) from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"ollama: {exc}", retryable=not started) from None
         except ValueError as exc:
@@ -183,7 +197,10 @@ class OllamaBackend:
             payload["insecure"] = True
         started = False
         try:
-            async with self._http().post(self.url + "/api/pull", json=payload) as resp:
+            post = self._http().post(
+                self.url + "/api/pull", json=payload, timeout=self._pull_timeout
+            )
+            async with post as resp:
                 if resp.status != 200:
                     raise error_for_status(resp.status, await resp.text())
                 async for raw in resp.content:
@@ -194,8 +211,11 @@ class OllamaBackend:
                         raise BackendError(str(line["error"]), retryable=False)
                     started = True
                     yield line
-        except TimeoutError as exc:
-            raise BackendTimeout(f"ollama pull timed out: {exc}", retryable=not started) from None
+        except TimeoutError:
+            stall = self._pull_timeout.sock_read
+            raise BackendTimeout(
+                f"ollama's pull sent no progress for {stall:g}s", retryable=not started
+            ) from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"ollama: {exc}", retryable=not started) from None
         except ValueError as exc:
@@ -233,22 +253,28 @@ class OllamaBackend:
         }
         extra = {"steps": steps, "seed": seed, "negative_prompt": negative_prompt}
         payload |= {k: v for k, v in extra.items() if v is not None}
-        result = await self._post_json("/v1/images/generations", payload)
+        result = await self._post_json("/v1/images/generations", payload, self._job_timeout)
         try:
             return base64.b64decode(result["data"][0]["b64_json"])
         except (KeyError, IndexError, TypeError, ValueError):
             raise BackendError("ollama returned no image", retryable=False) from None
 
-    async def _post_json(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    async def _post_json(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> dict[str, Any]:
         try:
-            async with self._http().post(self.url + path, json=payload) as resp:
+            timeout = timeout or self._timeout
+            async with self._http().post(self.url + path, json=payload, timeout=timeout) as resp:
                 text = await resp.text()
                 if resp.status != 200:
                     raise error_for_status(resp.status, text)
                 result: dict[str, Any] = json.loads(text)
                 return result
-        except TimeoutError as exc:
-            raise BackendTimeout(f"ollama timed out: {exc}") from None
+        except TimeoutError:
+            raise BackendTimeout(f"ollama sent no answer in {self._read_timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"ollama: {exc}") from None
         except ValueError as exc:

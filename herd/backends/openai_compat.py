@@ -313,8 +313,9 @@ class OpenAICompatBackend:
     """One OpenAI-compatible server; ``kind`` is ``llamacpp`` or ``openai`` (LM Studio, vLLM).
 
     ``model_sizes`` maps a model id to its size in bytes (the GGUF file size) for
-    probes. ``read_timeout`` bounds the silence between two stream reads,
-    ``request_timeout`` a whole request, ``connect_timeout`` the TCP connect.
+    probes. ``read_timeout`` bounds the silence between two reads of an answer (a
+    request has no total limit: a long answer takes what it takes), ``connect_timeout``
+    the TCP connect.
     """
 
     def __init__(
@@ -324,7 +325,6 @@ class OpenAICompatBackend:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 300.0,
-        request_timeout: float = 600.0,
         probe_timeout: float = 2.0,
         model_sizes: Mapping[str, int] | None = None,
         api_key: str | None = None,
@@ -333,7 +333,7 @@ class OpenAICompatBackend:
         self.kind = kind
         self.model_sizes = dict(model_sizes or {})
         self._timeout = aiohttp.ClientTimeout(
-            total=request_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._probe_timeout = aiohttp.ClientTimeout(
             total=probe_timeout, sock_connect=connect_timeout

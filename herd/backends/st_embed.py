@@ -64,7 +64,8 @@ def detect_st_engine(settings: Settings) -> SentenceTransformersEngine | None:
     models = find_st_models(settings.node.embed_models_dir)
     if not models:
         return None
-    return SentenceTransformersEngine(models, timeout=settings.node.request_timeout)
+    # An embedding's result is its first (only) chunk: FLEET_FIRST_CHUNK_TIMEOUT bounds it.
+    return SentenceTransformersEngine(models, timeout=settings.first_chunk_timeout)
 
 
 def _load(path: Path, device: str | None) -> Any:

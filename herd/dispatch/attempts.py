@@ -9,6 +9,13 @@ the ingress, the Python client and ``bench/fleet.py``):
 * a retryable failure before the first chunk is a **retry**: that node is excluded for
   the rest of the request, at most ``FLEET_MAX_RETRIES`` times;
 * anything else ends the request with its error.
+
+Time limits bound silence, never a whole answer: the first chunk
+(``FLEET_FIRST_CHUNK_TIMEOUT``; for images and transcriptions, whose one chunk is the
+whole job, their job limit), then the gaps between chunks (``FLEET_CHUNK_TIMEOUT``).
+A long answer that keeps streaming takes what it takes, streamed or not. The node
+enforces each limit itself and names it in its error; the dispatcher's own bound is
+the node's plus ``MARGIN_S`` for the hop.
 """
 
 from __future__ import annotations
@@ -87,18 +94,23 @@ def _media_limit(settings: Settings, kind: str) -> float | None:
     return {"image": node.image_timeout, "transcribe": node.asr_timeout}.get(kind)
 
 
+def first_chunk_error(settings: Settings, kind: str, exc: BaseException, node_id: str) -> HerdError:
+    """The herd error for a failed open: a timeout names the limit that fired."""
+    if not isinstance(exc, TimeoutError):
+        return as_herd_error(exc, node_id)
+    name = {"image": "FLEET_NODE_IMAGE_TIMEOUT", "transcribe": "FLEET_NODE_ASR_TIMEOUT"}.get(
+        kind, "FLEET_FIRST_CHUNK_TIMEOUT"
+    )
+    limit = first_chunk_limit(settings, kind)
+    return BackendTimeout(f"node {node_id} sent no first chunk within {limit:g}s ({name})")
+
+
 def first_chunk_limit(settings: Settings, kind: str) -> float:
-    """How long the dispatcher waits for a node's first batch of ``kind``."""
+    """How long the dispatcher waits for a node's first batch of ``kind`` (embeddings:
+    their result is their first chunk)."""
     if kind in STREAMED_KINDS:
         return settings.first_chunk_timeout + MARGIN_S
     media = _media_limit(settings, kind)
     if media is not None:  # the one chunk is the whole job
         return max(media, settings.first_chunk_timeout) + MARGIN_S
     return settings.first_chunk_timeout + MARGIN_S
-
-
-def request_limit(settings: Settings, kind: str) -> float:
-    """How long one non-streamed request may take in all (queue and retries included)."""
-    media = _media_limit(settings, kind)
-    limit = settings.node.request_timeout
-    return max(limit, media + MARGIN_S) if media is not None else limit

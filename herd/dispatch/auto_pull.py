@@ -2,13 +2,17 @@
 node instead of answering 404, then the request is routed as usual.
 
 The pull goes where ``/api/pull`` without a node would send it (the online Ollama node
-with the most free memory); the node's heartbeat is pushed right after, so the router
-knows the model before the request is routed again.
+with the most free memory that has the disk for it), through the same checks: a
+registry outside FLEET_PULL_REGISTRIES or a fleet without the disk answers 404 with the
+reason. It has no total limit, only the pull's stall limit
+(FLEET_NODE_PULL_STALL_TIMEOUT): the request waits for a large model as long as it
+downloads. Concurrent requests for the model join the one pull on that node. The
+node's heartbeat is pushed right after, so the router knows the model before the
+request is routed again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from herd.dispatch.model_ops import ModelOps
@@ -22,16 +26,13 @@ async def auto_pull(settings: Settings, models: ModelOps, model: str) -> str:
     """Pull ``model`` onto the best node; returns the node id. Raises ``ModelNotFound``
     (with the reason) when the pull cannot be done."""
     try:
-        async with asyncio.timeout(settings.node.request_timeout):
-            started = await models.pull(model)
-            last = started.first or {}
-            async for line in started.rest:
-                last = line
-            if last.get("error") or last.get("status") not in ("success", None):
-                raise ModelNotFound(f"model '{model}' not found (auto-pull: {last})")
-            await models.call(started.node, "push_heartbeat")
-    except TimeoutError:
-        raise ModelNotFound(f"model '{model}' not found (auto-pull timed out)") from None
+        started = await models.pull(model)
+        last = started.first or {}
+        async for line in started.rest:
+            last = line
+        if last.get("error") or last.get("status") not in ("success", None):
+            raise ModelNotFound(f"model '{model}' not found (auto-pull: {last})")
+        await models.call(started.node, "push_heartbeat")
     except ModelNotFound:
         raise
     except HerdError as exc:

@@ -23,8 +23,8 @@ from herd.dispatch.attempts import (
     MARGIN_S,
     Attempts,
     as_herd_error,
+    first_chunk_error,
     first_chunk_limit,
-    request_limit,
 )
 from herd.dispatch.auto_pull import auto_pull
 from herd.dispatch.model_ops import ModelOps
@@ -32,7 +32,13 @@ from herd.dispatch.ports import Answer, Chunk, NodePort, RouterPort
 from herd.dispatch.prep import RoutePlan, plan_route, settle
 from herd.dispatch.router_link import LinkTiming, RouterLink
 from herd.domain import Decision, InferenceRequest, Outcome
-from herd.errors import BackendError, FleetUnavailable, HerdError, ModelNotFound
+from herd.errors import (
+    BackendError,
+    BackendTimeout,
+    FleetUnavailable,
+    HerdError,
+    ModelNotFound,
+)
 from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
 from herd.traces.context import TraceContext
@@ -250,7 +256,7 @@ class Dispatcher:
                 self._end_trace(ctx, own, None)
                 raise
             except Exception as exc:
-                err = as_herd_error(exc, node_id)
+                err = first_chunk_error(self.settings, req.kind, exc, node_id)
                 again = tries.failed(err, node_id)
                 self._report(decision, t0, ok=False, error=err.message, moved=again == "move")
                 if again != "move":
@@ -300,6 +306,12 @@ class Dispatcher:
             error = "client disconnected"
             attempt.ctx.disconnected = True
             raise
+        except TimeoutError:  # the node's own chunk timeout should have fired first
+            limit = self.settings.chunk_timeout + MARGIN_S
+            error = (
+                f"node {attempt.decision.node_id} sent nothing for {limit:g}s (FLEET_CHUNK_TIMEOUT)"
+            )
+            raise BackendTimeout(error, retryable=False) from None
         except Exception as exc:
             err = as_herd_error(exc, attempt.decision.node_id)
             error = err.message
@@ -315,16 +327,17 @@ class Dispatcher:
 
     # --- non-streaming ------------------------------------------------------------------
     async def complete(self, req: InferenceRequest) -> tuple[Decision, int, Chunk]:
-        """One whole response: :meth:`stream`, folded, within the request's time limit."""
-        async with asyncio.timeout(request_limit(self.settings, req.kind)):
-            served = await self.stream(req)
-            folded = answer_folder(req.kind)
-            try:
-                for chunk in served.first:
+        """One whole response: :meth:`stream`, folded. Bounded like the stream, by
+        silence (first-chunk and chunk timeouts), never by a total: a long answer that
+        keeps coming is waited for."""
+        served = await self.stream(req)
+        folded = answer_folder(req.kind)
+        try:
+            for chunk in served.first:
+                folded.feed(chunk)
+            async for batch in served.rest:
+                for chunk in batch:
                     folded.feed(chunk)
-                async for batch in served.rest:
-                    for chunk in batch:
-                        folded.feed(chunk)
-            finally:  # an error chunk stops the fold: the attempt ends now, not at GC
-                await served.rest.aclose()
-            return served.decision, served.retries, folded.result()
+        finally:  # an error chunk stops the fold: the attempt ends now, not at GC
+            await served.rest.aclose()
+        return served.decision, served.retries, folded.result()

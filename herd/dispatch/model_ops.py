@@ -2,8 +2,12 @@
 
 These do not go through the scorer (they are not inference): show asks a node that
 holds the model (loaded first), pull goes to a named node or the online Ollama node with
-the most free memory, delete goes to a named node or every node that holds the model.
-Which node(s): :mod:`herd.routing.model_targets`; here only the calls and their bounds.
+the most free memory (among those with the disk for it), delete goes to a named node or
+every node that holds the model. Which node(s): :mod:`herd.routing.model_targets`; what
+a pull must pass first (registry allow-list, disk): :mod:`herd.dispatch.pull_checks`;
+here the calls and their bounds. A pull has no total limit: it is stopped when no
+progress line came for FLEET_NODE_PULL_STALL_TIMEOUT (the node enforces it; this side
+waits that long plus a margin for the hop).
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from herd.dispatch.attempts import as_herd_error
+from herd.dispatch import pull_checks
+from herd.dispatch.attempts import MARGIN_S, as_herd_error
 from herd.dispatch.ports import NodePort
 from herd.dispatch.router_link import RouterLink
-from herd.errors import BackendError, HerdError, ModelNotFound, NodeUnavailable
+from herd.errors import BackendError, BackendTimeout, HerdError, ModelNotFound, NodeUnavailable
 from herd.routing import model_targets
 from herd.settings import Settings
 
@@ -68,8 +73,13 @@ class ModelOps:
     # --- pull ----------------------------------------------------------------------------
     async def pull(self, model: str, node: str | None = None, insecure: bool = False) -> Pull:
         """Start a pull and wait for its first line, so a failure before any progress is
-        an HTTP error, not a stream that ends with one."""
-        node_id = model_targets.pick_pull_node(await self.node_list(), model, node)
+        an HTTP error, not a stream that ends with one. A registry outside
+        FLEET_PULL_REGISTRIES is refused (403) before any node is asked; a node without
+        the disk for it is not picked (503 when it was named, or no node has room)."""
+        pull_checks.check_registry(self.settings.pull_registries, model)
+        nodes, catalog = await asyncio.gather(self.node_list(), self.catalog())
+        reserve = self.settings.node.pull_reserve_bytes
+        node_id = pull_checks.pick_pull_node(nodes, catalog, model, node, reserve)
         rest = self._lines(node_id, model, insecure)
         try:
             first: Line | None = await anext(rest)
@@ -78,7 +88,7 @@ class ModelOps:
         return Pull(node_id, first, rest)
 
     async def _lines(self, node_id: str, model: str, insecure: bool) -> AsyncIterator[Line]:
-        limit = self.settings.node.request_timeout
+        limit = self.settings.node.pull_stall_timeout + MARGIN_S
         lines = self.nodes.pull(node_id, model, insecure)
         try:
             while True:
@@ -87,6 +97,12 @@ class ModelOps:
                         line = await anext(lines)
                 except StopAsyncIteration:
                     return
+                except TimeoutError:
+                    raise BackendTimeout(
+                        f"no progress from node {node_id} pulling '{model}' for {limit:g}s "
+                        "(FLEET_NODE_PULL_STALL_TIMEOUT)",
+                        retryable=False,
+                    ) from None
                 yield line
         except HerdError:
             raise

@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any, cast
 
 from herd import __version__
@@ -25,14 +26,21 @@ from herd.domain import InferenceRequest, NodeHeartbeat
 from herd.errors import BackendTimeout, NodeUnavailable
 from herd.node.media import NodeMedia
 from herd.node.model_store import delete_model, pull_model, show_model
+from herd.node.pulls import NodePulls
 from herd.node.slots import SlotGate
-from herd.node.sysmetrics import classify_memory_pressure, collect_system_metrics
+from herd.node.sysmetrics import (
+    classify_memory_pressure,
+    collect_system_metrics,
+    disk_free,
+    ollama_models_dir,
+)
 from herd.settings import Settings
 
 log = logging.getLogger("herd.node")
 
 _DONE = object()
 _MEDIA_MARGIN = 5.0  # seconds past an engine's own timeout before the node gives up
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class NodeAgent:
@@ -58,6 +66,8 @@ class NodeAgent:
         # Embedding / image / speech-to-text engines: detected at start unless given.
         self.media = NodeMedia(media)
         self._detect_media = media is None
+        # One pull per model at a time; a second one joins it (herd.node.pulls).
+        self.pulls = NodePulls(f"node {self.node_id}", settings.node.pull_stall_timeout)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -76,7 +86,8 @@ class NodeAgent:
         ollama = OllamaBackend(
             node.ollama_host,
             connect_timeout=node.connect_timeout,
-            request_timeout=node.request_timeout,
+            read_timeout=self.read_timeout,
+            pull_read_timeout=node.pull_stall_timeout + _MEDIA_MARGIN,
             probe_timeout=node.probe_timeout,
         )
         if node.llamacpp == "on":
@@ -110,9 +121,16 @@ class NodeAgent:
             self.supervisor.url,
             kind="llamacpp",
             connect_timeout=node.connect_timeout,
-            request_timeout=node.request_timeout,
+            read_timeout=self.read_timeout,
             probe_timeout=node.probe_timeout,
         )
+
+    @property
+    def read_timeout(self) -> float:
+        """The backend connection's silence limit: a backstop past the first-chunk and
+        chunk timeouts this agent enforces itself (no total: a long answer takes what it
+        takes)."""
+        return max(self.settings.first_chunk_timeout, self.settings.chunk_timeout) + _MEDIA_MARGIN
 
     async def stop(self) -> None:
         await self.media.close()
@@ -158,7 +176,22 @@ class NodeAgent:
             draining=self.draining,
             sent_at=time.time(),
             data_url=self.data_url,
+            disk_free=self._disk_free(backend, state),
         )
+
+    def _disk_free(self, backend: Backend, state: BackendState) -> int | None:
+        """Bytes pulls may still fill: the free space where a local Ollama keeps its
+        models, capped by FLEET_NODE_DISK_BYTES minus the models on disk when that is
+        set; ``None`` (not checked) for an Ollama on another machine without a budget."""
+        if backend.kind != "ollama":
+            return None
+        budget = self.settings.node.disk_bytes
+        local = backend.url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        free = disk_free(ollama_models_dir()) if local in _LOCAL_HOSTS else None
+        if budget is None:
+            return free
+        left = max(0, budget - sum(m.size for m in state.models))
+        return left if free is None else min(left, free)
 
     def _memory(self, metrics: Any, state: BackendState) -> dict[str, Any]:
         """Memory as the router sees it: the OS's, or a budget (FLEET_NODE_MEMORY_BYTES)
@@ -241,24 +274,32 @@ class NodeAgent:
                 async with asyncio.timeout(self.settings.first_chunk_timeout):
                     return await backend.complete(req.kind, self._body(req, model))
         except TimeoutError:
-            raise BackendTimeout(f"{self.node_id}: no answer in time") from None
+            limit = self.settings.first_chunk_timeout
+            raise BackendTimeout(
+                f"{self.node_id}: no {req.kind} result within {limit:g}s "
+                "(FLEET_FIRST_CHUNK_TIMEOUT)"
+            ) from None
         finally:
             self._leave()
 
     async def _run_media(self, req: InferenceRequest, model: str) -> dict[str, Any]:
         """Embeddings on a media engine, images and speech-to-text (``herd.node.media``),
-        bounded by the node's request timeout (a cold engine load can take a while)."""
+        each bounded by its job limit: FLEET_NODE_IMAGE_TIMEOUT, FLEET_NODE_ASR_TIMEOUT,
+        and for embeddings (whose result is their first chunk) FLEET_FIRST_CHUNK_TIMEOUT."""
         self._enter()
         node = self.settings.node
-        # The engines bound their own jobs; this only catches one that stopped answering.
-        limit = {"image": node.image_timeout, "transcribe": node.asr_timeout}.get(
-            req.kind, node.request_timeout
-        ) + _MEDIA_MARGIN
+        limit, name = {
+            "image": (node.image_timeout, "FLEET_NODE_IMAGE_TIMEOUT"),
+            "transcribe": (node.asr_timeout, "FLEET_NODE_ASR_TIMEOUT"),
+        }.get(req.kind, (self.settings.first_chunk_timeout, "FLEET_FIRST_CHUNK_TIMEOUT"))
         try:
-            async with asyncio.timeout(limit):
+            # The engines bound their own jobs; this only catches one that stopped answering.
+            async with asyncio.timeout(limit + _MEDIA_MARGIN):
                 return await self.media.run(req.kind, model, req.body, self.backend)
         except TimeoutError:
-            raise BackendTimeout(f"{self.node_id}: no {req.kind} result in {limit:g}s") from None
+            raise BackendTimeout(
+                f"{self.node_id}: no {req.kind} result within {limit:g}s ({name})"
+            ) from None
         finally:
             self._leave()
 
@@ -267,16 +308,34 @@ class NodeAgent:
         return await show_model(self._require_backend(), self.state, self.media, model, verbose)
 
     async def pull(self, model: str, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Progress lines of a pull of ``model``; joins the pull of it already running here
+        (one per model at a time, bounded by FLEET_NODE_PULL_STALL_TIMEOUT of silence)."""
         backend = self._require_backend()
         self._enter()
         try:
-            async for line in pull_model(backend, self.media, self.node_id, model, insecure):
-                yield line
+            job = self.pulls.join(
+                model, lambda: pull_model(backend, self.media, self.node_id, model, insecure)
+            )
+            async with aclosing(job.follow()) as lines:
+                async for line in lines:
+                    yield line
         finally:
             self._leave()
 
     async def delete(self, model: str) -> None:
         await delete_model(self._require_backend(), self.media, self.node_id, model)
+
+    def _stalled(self, started: bool) -> BackendTimeout:
+        """The error of a backend that went silent: which limit fired, and how long."""
+        if started:
+            limit, name, what = self.settings.chunk_timeout, "FLEET_CHUNK_TIMEOUT", "nothing more"
+        else:
+            limit, name = self.settings.first_chunk_timeout, "FLEET_FIRST_CHUNK_TIMEOUT"
+            what = "no first chunk"
+        return BackendTimeout(
+            f"{self.node_id}: the backend sent {what} for {limit:g}s ({name})",
+            retryable=not started,
+        )
 
     async def stream(
         self, req: InferenceRequest, model: str, raw: bool = False
@@ -328,7 +387,7 @@ class NodeAgent:
                             idle.touch(self.settings.chunk_timeout)
                 put(_DONE)
             except TimeoutError:
-                put(BackendTimeout(f"{self.node_id}: backend stalled", retryable=not started))
+                put(self._stalled(started))
             except Exception as exc:  # handed to the consumer, re-raised there
                 put(exc)
             finally:

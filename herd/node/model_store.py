@@ -8,7 +8,7 @@ and cannot pull or delete either.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from herd.backends.base import Backend, BackendState
@@ -63,7 +63,7 @@ def _backend_op(backend: Backend, media: NodeMedia, node_id: str, model: str, op
 
 async def pull_model(
     backend: Backend, media: NodeMedia, node_id: str, model: str, insecure: bool
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Progress lines of a pull on this node's Ollama."""
     pull = _backend_op(backend, media, node_id, model, "pull")
     async for line in pull(model, insecure):

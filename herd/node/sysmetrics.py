@@ -1,14 +1,19 @@
-"""This device's CPU and memory, as one NodeActor heartbeat reports them.
+"""This device's CPU, memory and model disk, as one NodeActor heartbeat reports them.
 
 :func:`collect_system_metrics` reads psutil without blocking, so it can run inside an
 event loop on every heartbeat. :func:`classify_memory_pressure` is the pure rule that
 turns total/available memory into the ``memory_pressure`` the scoring pipeline reads
-(a ``critical`` node takes no cold model loads).
+(a ``critical`` node takes no cold model loads). :func:`disk_free` is the free space
+where the local Ollama keeps its models (pulls are refused when it is too small).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -79,3 +84,26 @@ def collect_system_metrics() -> SystemMetrics:
         memory_available=available,
         memory_pressure=classify_memory_pressure(total, available),
     )
+
+
+def ollama_models_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """Where this device's Ollama keeps its models: ``OLLAMA_MODELS``, else the first of
+    ``~/.ollama/models`` (the macOS app, a user's ``ollama serve``) and
+    ``/usr/share/ollama/.ollama/models`` (the Linux service) that exists, else the first."""
+    env = os.environ if env is None else env
+    if env.get("OLLAMA_MODELS"):
+        return Path(env["OLLAMA_MODELS"]).expanduser()
+    home = Path.home() if home is None else home
+    candidates = [home / ".ollama" / "models", Path("/usr/share/ollama/.ollama/models")]
+    return next((p for p in candidates if p.is_dir()), candidates[0])
+
+
+def disk_free(path: Path) -> int | None:
+    """Free bytes (for an unprivileged user) on the file system holding ``path``, or of its
+    nearest existing parent; ``None`` when it cannot be read. One ``statvfs``: cheap."""
+    try:
+        while not path.exists() and path.parent != path:
+            path = path.parent
+        return int(shutil.disk_usage(path).free)
+    except OSError:
+        return None

@@ -474,6 +474,7 @@ class RouterCore:
                     "memory_total": hb.memory_total,
                     "memory_available": hb.memory_available,
                     "memory_pressure": hb.memory_pressure,
+                    "disk_free": hb.disk_free,
                     "num_parallel": hb.num_parallel,
                     "in_flight": view.in_flight,
                     "in_flight_by_model": dict(view.in_flight_by_model),

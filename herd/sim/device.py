@@ -89,6 +89,14 @@ class Device:
             raise not_found(name)
         return entry
 
+    @property
+    def disk_used(self) -> int:
+        return sum(e.model.size for e in self.disk.values())
+
+    @property
+    def disk_free(self) -> int:
+        return max(0, self.profile.disk_bytes - self.disk_used)
+
     def delete(self, name: str) -> bool:
         entry = self.disk.pop(canonical_model(name), None)
         if entry is None:
@@ -359,6 +367,8 @@ class Device:
             "instant": p.no_delays,
             "loaded": loaded,
             "disk": [e.model.name for e in self.disk.values()],
+            "disk_bytes": p.disk_bytes,
+            "disk_free": self.disk_free,
             "pending": self._pending,
             "in_flight": self._in_flight,
             "queue_depth": self._pending

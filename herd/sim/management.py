@@ -173,7 +173,9 @@ async def pull(request: web.Request) -> web.StreamResponse:
     if not stream:
         if source is None:
             raise OllamaError(500, PULL_ERROR)
-        await _download(device, source, None)
+        failed = await _download(device, source, None)
+        if failed is not None:
+            raise OllamaError(500, failed)
         device.add_to_disk(source, modified_at=time.time())
         return json_response({"status": "success"})
     writer = NdjsonWriter(request)
@@ -181,23 +183,39 @@ async def pull(request: web.Request) -> web.StreamResponse:
     if source is None:
         await writer.send({"error": PULL_ERROR})
         return await writer.finish()
-    await _download(device, source, writer)
+    failed = await _download(device, source, writer)
+    if failed is not None:
+        await writer.send({"error": failed})
+        return await writer.finish()
     device.add_to_disk(source, modified_at=time.time())
     for status in ("verifying sha256 digest", "writing manifest", "success"):
         await writer.send({"status": status})
     return await writer.finish()
 
 
-async def _download(device: Device, model: SimModel, writer: NdjsonWriter | None) -> None:
+def _no_space(device: Device, model: SimModel, digest: str) -> str | None:
+    """Ollama's error when the model's files do not fit the device's disk (the write of
+    the layer's partial file fails)."""
+    if model.size <= device.disk_free:
+        return None
+    return f"write /root/.ollama/models/blobs/sha256-{digest}-partial: no space left on device"
+
+
+async def _download(device: Device, model: SimModel, writer: NdjsonWriter | None) -> str | None:
+    """Send the layers' progress; the error that stopped the pull, if any."""
     rate = device.profile.pull_bytes_per_s
     already = device.find(model.name) is not None
     for digest, total in _layers(model):
         line = {"status": f"pulling {digest[:12]}", "digest": f"sha256:{digest}", "total": total}
         if writer is not None:
             await writer.send(line)
+        full = None if already else _no_space(device, model, digest)
+        if full is not None:
+            return full
         steps = 1 if already or rate <= 0 or device.profile.no_delays else 4
         for i in range(1, steps + 1):
             if steps > 1:
                 await asyncio.sleep(total / rate / steps)
             if writer is not None:
                 await writer.send({**line, "completed": total * i // steps})
+    return None

@@ -143,6 +143,12 @@ class SimProfile(_Strict):
     description: str = ""
     version: str = "0.12.6"
     memory_bytes: int = Field(default=16 * GIB, gt=0, description="budget for loaded models")
+    disk_bytes: int = Field(
+        default=512 * GIB,
+        gt=0,
+        description="disk for models: the models on it use it up, a pull that does not fit "
+        "fails as Ollama's does (no space left on device)",
+    )
     gpu_offload: float = Field(default=1.0, ge=0, le=1, description="share reported as size_vram")
     tokens_per_s: float = Field(default=50.0, ge=0, description="generation; 0 = no delays at all")
     prompt_tokens_per_s: float = Field(default=500.0, ge=0, description="0 = instant prompt eval")

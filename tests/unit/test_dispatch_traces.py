@@ -21,9 +21,10 @@ from dispatch_fakes import (
     running,
 )
 
+from herd.dispatch import attempts
 from herd.dispatch import dispatcher as dispatcher_module
 from herd.dispatch.trace_shipper import TraceShipper
-from herd.errors import BackendError, ModelNotFound, NodeUnavailable
+from herd.errors import BackendError, BackendTimeout, ModelNotFound, NodeUnavailable
 from herd.sim.testing import wait_for
 from herd.traces.context import TraceContext, current_trace
 from herd.traces.records import TraceRecord
@@ -174,9 +175,12 @@ async def test_a_node_that_stalls_mid_stream_times_out(monkeypatch: pytest.Monke
     async with running(*FLEET, chunk_timeout=0.2) as f:
         f.nodes.script("a", Reply(first=[content(TINY, "Hel")], hang_after=True))
         served = await f.d.stream(request())
-        with pytest.raises(BackendError, match="did not answer in time") as info:
+        with pytest.raises(
+            BackendTimeout, match=r"sent nothing for 0.2s \(FLEET_CHUNK_TIMEOUT\)"
+        ) as info:
             await drain(served.rest)
         assert not info.value.retryable and f.nodes.answers[0].cancelled
+        assert info.value.status == 503
 
 
 async def test_the_answer_is_read_to_its_end() -> None:
@@ -241,15 +245,38 @@ async def test_a_client_cancelled_before_the_first_chunk_is_disconnected() -> No
         assert all(n.in_flight == 0 for n in snapshot.nodes)
 
 
-async def test_complete_out_of_time_before_the_first_chunk_ends_its_attempt() -> None:
-    async with running(*FLEET, node={"request_timeout": 0.2}) as f:
+async def test_complete_cancelled_before_the_first_chunk_ends_its_attempt() -> None:
+    async with running(*FLEET) as f:
         f.nodes.script("a", Reply(hang=True))
-        with pytest.raises(TimeoutError):
-            await f.d.complete(request(stream=False))
+        task = asyncio.create_task(f.d.complete(request(stream=False)))
+        await wait_for(lambda: f.nodes.hanging == 1)
+        task.cancel()  # the caller's own limit (or the client) gave up
+        with pytest.raises(asyncio.CancelledError):
+            await task
         assert f.nodes.hanging == 0
         (outcome,) = await f.outcomes()
         assert outcome.node_id == "a" and not outcome.ok
         assert len(await f.records()) == 1 and len(f.core.fleet.in_flight()) == 0
+
+
+async def test_complete_from_a_silent_node_is_a_503_not_a_disconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A non-streamed answer whose node stays silent past the first-chunk limit ends in
+    the timeout's error (503), its trace a failure, never 'the client left' (no total
+    deadline cancels it from outside)."""
+    monkeypatch.setattr(attempts, "MARGIN_S", 0.0)
+    async with running(*FLEET, max_retries=0, first_chunk_timeout=0.05) as f:
+        f.nodes.script("a", Reply(hang=True))
+        with pytest.raises(BackendTimeout) as caught:
+            await f.d.complete(request(stream=False))
+        assert caught.value.status == 503 and "FLEET_FIRST_CHUNK_TIMEOUT" in caught.value.message
+        assert f.nodes.hanging == 0
+        record = await only_record(f)
+        assert (record.status, record.http_status) == ("error", 503), record
+        (outcome,) = await f.outcomes()
+        assert (outcome.node_id, outcome.ok) == ("a", False)
+        assert len(f.core.fleet.in_flight()) == 0
 
 
 # --- traces the caller owns -----------------------------------------------------------------

@@ -109,7 +109,7 @@ def test_backend_error_defaults() -> None:
         ("NoCapacity", 503),
         ("NodeUnavailable", 503),
         ("FleetUnavailable", 503),
-        ("BackendTimeout", 504),
+        ("BackendTimeout", 503),
     ],
 )
 def test_status_codes(name: str, status: int) -> None:

@@ -128,7 +128,7 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.fixture
 async def backend(fake: FakeOpenAI) -> AsyncIterator[OpenAICompatBackend]:
-    b = OpenAICompatBackend(fake.url + "/v1/", read_timeout=5.0, request_timeout=10.0)
+    b = OpenAICompatBackend(fake.url + "/v1/", read_timeout=5.0)
     yield b
     await b.close()
 

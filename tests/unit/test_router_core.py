@@ -425,6 +425,7 @@ async def test_status_shape(core: RouterCore, clock: Clock) -> None:
         "memory_total": 16 * 1024**3,
         "memory_available": 8 * 1024**3,
         "memory_pressure": "normal",
+        "disk_free": None,  # not reported
         "num_parallel": 1,
         "in_flight": 1,
         "in_flight_by_model": {"tiny:1b": 1},
