@@ -336,6 +336,16 @@ def check_trace_store(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thr
             "and are written as soon as it accepts them, but the dashboard lags behind.",
             "Check FLEET_DATABASE_URL, the database server and free disk space in the data dir.",
             failures=stats.get("failures"), crashes=stats.get("crashes"),
+            last_error=stats.get("last_error"),
+        )  # fmt: skip
+    if stats.get("quarantined"):
+        return _check(
+            "trace_store", "warning", f"{stats['quarantined']} trace(s) quarantined",
+            "The database refused these traces even repaired (text cut to its column, NUL "
+            "removed); they are kept, readable, in the quarantine file, not in the dashboard.",
+            "Read each entry's reason in the quarantine file (a database rule or encoding "
+            "refuses them), fix that and load the records back.",
+            quarantined=stats["quarantined"], file=stats.get("quarantine_file"),
         )  # fmt: skip
     return _ok("trace_store", "Traces stored", "Request traces reach the database.")
 

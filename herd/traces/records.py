@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from herd.domain import CandidateScore, Decision
+from herd.traces.text import TAG_MAX_CHARS, clean_text, text_ok
 
 TraceStatus = Literal["ok", "error", "rejected", "disconnected"]
 TRACE_STATUSES: tuple[str, ...] = ("ok", "error", "rejected", "disconnected")
@@ -87,8 +88,20 @@ class TraceRecord:
         return out
 
     def to_json(self) -> str:
-        """One line of JSON (no newline inside)."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """One line of JSON (no newline inside), whatever the record holds.
+
+        A lone surrogate (which UTF-8 cannot encode) is kept as a ``\\u`` escape and a
+        value JSON has no type for as its ``str()``, so every record can be journaled;
+        the store repairs such values before the database sees them.
+        """
+        data = self.to_dict()
+        try:
+            line = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            if line.isascii() or text_ok(line):
+                return line
+        except (TypeError, ValueError):
+            pass
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True, default=_text)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TraceRecord:
@@ -142,10 +155,18 @@ def routing_fields(decision: Decision | None) -> dict[str, Any]:
 
 
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Strip, drop empties and duplicates (order kept), cap each at 64 characters."""
+    """Strip, drop empties and duplicates (order kept); each tag without NUL or lone
+    surrogates and cut to ``TAG_MAX_CHARS`` (the length of ``trace_tags.tag``)."""
     seen: dict[str, None] = {}
     for tag in tags:
-        cleaned = str(tag).strip()[:64]
+        text = tag if isinstance(tag, str) else _text(tag)
+        cleaned = (text if text_ok(text) else clean_text(text)).strip()[:TAG_MAX_CHARS]
         if cleaned:
             seen.setdefault(cleaned, None)
     return tuple(seen)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)

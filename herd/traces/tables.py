@@ -9,7 +9,8 @@
 * ``benchmark_runs``: one row per benchmark run; ``params`` and ``results`` are JSON
   (``results`` may hold ``per_model`` / ``per_node`` breakdowns).
 
-Times are epoch seconds (float, UTC).
+Times are epoch seconds (float, UTC). Every length declared here is the one
+``herd.traces.repair`` cuts values to before a write (it reads them from these tables).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from herd.traces.text import TAG_MAX_CHARS
 
 
 class RequestTrace(SQLModel, table=True):
@@ -70,7 +73,7 @@ class TraceTag(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: str = Field(max_length=128)
-    tag: str = Field(max_length=64)
+    tag: str = Field(max_length=TAG_MAX_CHARS)
     time: float
 
 

@@ -10,10 +10,27 @@ segments wholly before the marker are deleted; the active segment rotates at
 ``segment_bytes``.
 
 Recovery: a new writer on the same spool dir (after a crash or restart) starts from the
-marker and replays everything after it. A database error keeps the batch and retries it
-with backoff; a crash of the writer thread restarts the loop from the marker. Replays may
-write a record twice, which the store ignores (unique ``request_id``), so nothing
-acknowledged is lost and nothing is duplicated.
+marker and replays everything after it. A database that is away (connection refused,
+disk full, locked, a missing table: anything but a refusal of the data) keeps the batch
+and retries it with backoff; a crash of the writer thread restarts the loop from the
+marker. Replays may write a record twice, which the store ignores (unique
+``request_id``), so nothing acknowledged is lost and nothing is duplicated.
+
+No record stalls the journal: the store repairs values before the write
+(``herd.traces.repair``); a batch the database still refuses as data
+(``herd.traces.repair.refusal``) is retried record by record, and a record refused on
+its own, while the database takes a clean one (``store.probe``), goes to the quarantine
+file (``herd.traces.quarantine``; ``<spool_dir>/quarantine.jsonl``, or
+``<root>/quarantine.jsonl`` for :meth:`TraceWriter.claim`), is counted and logged once
+with the reason, and the records behind it are stored. A journal line that does not parse
+is quarantined as it is. Failures are logged when they start or change and when writes
+resume, with a reason that holds no value of a record (``herd.traces.repair.describe``).
+
+``stats()`` (the router's ``status()["traces"]``, so ``/fleet/status`` and the dashboard's
+``trace_store`` health check): ``submitted``, ``written``, ``batches``, ``failures``
+(failed write attempts), ``crashes``, ``quarantined``, ``repaired`` (records stored with
+a value repaired), ``last_error`` (the reason of the current failure streak, else None),
+``quarantine_file``, ``committed`` / ``end`` (journal positions), ``alive``.
 
 One writer per spool dir at a time (an exclusive ``flock`` on ``spool_dir/lock``); with
 several processes use :meth:`TraceWriter.claim`, which takes the first free
@@ -28,19 +45,18 @@ import fcntl
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from herd.traces.journal import SEGMENT, JournalReader, Position, segment_name
+from herd.traces.quarantine import QUARANTINE_FILE_NAME, Quarantine
 from herd.traces.records import TraceRecord
+from herd.traces.repair import describe, refusal
 
 log = logging.getLogger(__name__)
-
-_SEGMENT = re.compile(r"^journal-(\d{8})\.jsonl$")
-Position = tuple[int, int]  # (segment number, byte offset)
 
 
 class SpoolBusy(RuntimeError):
@@ -48,11 +64,10 @@ class SpoolBusy(RuntimeError):
 
 
 class BatchSink(Protocol):
+    """Writes records (``TraceStore``). Optional: ``probe()`` raises when the database
+    refuses even a clean record; ``repaired``, records stored with a value repaired."""
+
     def write_batch(self, records: list[TraceRecord]) -> int: ...
-
-
-def _segment_name(n: int) -> str:
-    return f"journal-{n:08d}.jsonl"
 
 
 class TraceWriter:
@@ -67,9 +82,11 @@ class TraceWriter:
         retry_min: float = 0.05,
         retry_max: float = 5.0,
         read_chunk: int = 1024 * 1024,
+        quarantine: Path | str | None = None,
     ) -> None:
         self.store = store
         self.spool_dir = Path(spool_dir)
+        self.quarantine = Quarantine(quarantine or self.spool_dir / QUARANTINE_FILE_NAME)
         self.batch_size = batch_size
         self.max_delay = max_delay
         self.segment_bytes = segment_bytes
@@ -83,19 +100,31 @@ class TraceWriter:
         self._stopping = False
         self._closed = False
         self._urgent = 0  # flush() callers waiting: write without waiting for max_delay
-        self.counters = {"submitted": 0, "written": 0, "batches": 0, "failures": 0, "crashes": 0}
+        self.counters = {
+            "submitted": 0,
+            "written": 0,
+            "batches": 0,
+            "failures": 0,
+            "crashes": 0,
+            "quarantined": 0,
+        }
+        self._last_error: str | None = None
         self._committed: Position = self._read_marker()
         # Always append to a fresh segment: an older one may end in a torn line.
         self._segment = max(self._segments(), default=0) + 1
-        self._file: IO[bytes] = open(self.spool_dir / _segment_name(self._segment), "ab")  # noqa: SIM115
+        self._file: IO[bytes] = open(self.spool_dir / segment_name(self._segment), "ab")  # noqa: SIM115
         self._end: Position = (self._segment, 0)
         self._thread: threading.Thread | None = None
         self._ensure_thread()
 
     @classmethod
     def claim(cls, store: BatchSink, spool_root: Path | str, **options: Any) -> TraceWriter:
-        """A writer on the first spool dir ``<root>/w0``, ``w1``, ... no live writer holds."""
+        """A writer on the first spool dir ``<root>/w0``, ``w1``, ... no live writer holds.
+
+        They share one quarantine file, ``<root>/quarantine.jsonl``, unless told otherwise.
+        """
         root = Path(spool_root)
+        options.setdefault("quarantine", root / QUARANTINE_FILE_NAME)
         for k in range(1000):
             try:
                 return cls(store, root / f"w{k}", **options)
@@ -128,7 +157,7 @@ class TraceWriter:
     def _rotate(self) -> None:
         self._file.close()
         self._segment += 1
-        self._file = open(self.spool_dir / _segment_name(self._segment), "ab")  # noqa: SIM115
+        self._file = open(self.spool_dir / segment_name(self._segment), "ab")  # noqa: SIM115
         with self._cond:
             self._end = (self._segment, 0)
 
@@ -175,6 +204,9 @@ class TraceWriter:
         with self._cond:
             return {
                 **self.counters,
+                "repaired": int(getattr(self.store, "repaired", 0)),
+                "last_error": self._last_error,
+                "quarantine_file": str(self.quarantine.path),
                 "committed": list(self._committed),
                 "end": list(self._end),
                 "alive": bool(self._thread and self._thread.is_alive()),
@@ -209,7 +241,7 @@ class TraceWriter:
     def _loop(self) -> None:
         with self._cond:
             read_pos = self._committed
-        reader = _JournalReader(self.spool_dir, self.read_chunk)
+        reader = JournalReader(self.spool_dir, self.read_chunk)
         pending: list[tuple[TraceRecord, Position]] = []
         first_seen = 0.0
         backoff = self.retry_min
@@ -220,6 +252,7 @@ class TraceWriter:
                     if got and not pending:
                         first_seen = time.monotonic()
                     pending.extend(got)
+                    self._quarantine_unreadable(reader)
                 if not pending:
                     if read_pos > self._committed:  # skipped empty / torn segments
                         self._commit(read_pos)
@@ -238,26 +271,118 @@ class TraceWriter:
                                 self._cond.wait(wait)
                             continue
                 batch = pending[: self.batch_size]
-                try:
-                    self.store.write_batch([r for r, _ in batch])
-                except Exception:
-                    log.warning("trace store write failed; retrying", exc_info=True)
+                done = self._store(batch)  # the leading records stored or quarantined
+                if done:
+                    del pending[:done]
+                    last = batch[done - 1][1]
+                    self._commit(last if pending else max(last, read_pos))
+                    first_seen = time.monotonic()
+                if done < len(batch):  # the database is away: retry the rest later
                     with self._cond:
-                        self.counters["failures"] += 1
                         if self._stopping:
                             return
                         self._cond.wait(backoff)
                     backoff = min(backoff * 2, self.retry_max)
                     continue
                 backoff = self.retry_min
-                del pending[: len(batch)]
-                with self._cond:
-                    self.counters["written"] += len(batch)
-                    self.counters["batches"] += 1
-                self._commit(batch[-1][1] if pending else max(batch[-1][1], read_pos))
-                first_seen = time.monotonic()
         finally:
             reader.close()
+
+    # --- storing one batch ---------------------------------------------------------------
+    def _store(self, batch: list[tuple[TraceRecord, Position]]) -> int:
+        """Write ``batch``; how many of its leading records are done (stored or
+        quarantined). Fewer than all: the database is away, the rest waits."""
+        try:
+            self.store.write_batch([r for r, _ in batch])
+        except Exception as exc:
+            if refusal(exc) is None:
+                self._failed(describe(exc))
+                return 0
+            return self._one_by_one(batch)
+        self._stored(len(batch))
+        return len(batch)
+
+    def _one_by_one(self, batch: list[tuple[TraceRecord, Position]]) -> int:
+        """The database refused the batch's data: find the records it refuses."""
+        healthy = False  # the probe passed in this pass
+        quarantined: set[str] = set()
+        for i, (record, _) in enumerate(batch):
+            if record.request_id in quarantined:
+                continue
+            try:
+                self.store.write_batch([record])
+            except Exception as exc:
+                reason = refusal(exc)
+                if reason is None:
+                    self._failed(describe(exc))
+                    return i
+                if not healthy:
+                    trouble = self._probe()
+                    if trouble is not None:  # even a clean record fails: the database
+                        self._failed(trouble)
+                        return i
+                    healthy = True
+                try:
+                    self.quarantine.add(reason, record)
+                except OSError as err:
+                    self._failed(f"cannot write the quarantine file: {describe(err)}")
+                    return i
+                quarantined.add(record.request_id)
+                with self._cond:
+                    self.counters["quarantined"] += 1
+                log.warning(
+                    "trace %s quarantined in %s: the database refused it even repaired (%s)",
+                    _loggable(record.request_id),
+                    self.quarantine.path,
+                    reason,
+                )
+                continue
+            self._stored(1, batches=0)
+        with self._cond:
+            self.counters["batches"] += 1
+        return len(batch)
+
+    def _probe(self) -> str | None:
+        probe = getattr(self.store, "probe", None)
+        if probe is None:
+            return None
+        try:
+            probe()
+        except Exception as exc:
+            return describe(exc)
+        return None
+
+    def _stored(self, count: int, batches: int = 1) -> None:
+        with self._cond:
+            self.counters["written"] += count
+            self.counters["batches"] += batches
+            failed, self._last_error = self._last_error, None
+        if failed is not None:
+            log.info("trace store writes again")
+
+    def _failed(self, reason: str) -> None:
+        with self._cond:
+            self.counters["failures"] += 1
+            again = reason == self._last_error
+            self._last_error = reason
+        if not again:  # once per streak and reason, not once per retry
+            log.warning(
+                "trace store write failed (%s); the traces stay in the journal and are "
+                "retried until the database takes them",
+                reason,
+            )
+
+    def _quarantine_unreadable(self, reader: JournalReader) -> None:
+        while reader.unreadable:
+            line, reason = reader.unreadable.pop(0)
+            try:
+                self.quarantine.add(reason, line=line)
+            except OSError as err:
+                log.warning("could not quarantine an unreadable journal line: %s", describe(err))
+                continue
+            with self._cond:
+                self.counters["quarantined"] += 1
+            log.warning("an unreadable journal line was quarantined in %s", self.quarantine.path)
 
     def _commit(self, pos: Position) -> None:
         marker = self.spool_dir / "commit.json"
@@ -269,7 +394,7 @@ class TraceWriter:
         os.replace(tmp, marker)
         for n in self._segments():
             if n < pos[0]:
-                (self.spool_dir / _segment_name(n)).unlink(missing_ok=True)
+                (self.spool_dir / segment_name(n)).unlink(missing_ok=True)
         with self._cond:
             self._committed = max(self._committed, pos)
             self._cond.notify_all()
@@ -286,7 +411,7 @@ class TraceWriter:
 
     def _segments(self) -> list[int]:
         return sorted(
-            int(m.group(1)) for p in self.spool_dir.iterdir() if (m := _SEGMENT.match(p.name))
+            int(m.group(1)) for p in self.spool_dir.iterdir() if (m := SEGMENT.match(p.name))
         )
 
     def _read_marker(self) -> Position:
@@ -297,67 +422,6 @@ class TraceWriter:
             return (0, 0)
 
 
-class _JournalReader:
-    """Reads complete journal lines from a position, crossing into newer segments."""
-
-    def __init__(self, spool_dir: Path, chunk: int) -> None:
-        self.spool_dir = spool_dir
-        self.chunk = chunk
-        self._fh: IO[bytes] | None = None
-        self._fh_segment = -1
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        self._fh_segment = -1
-
-    def read(
-        self, pos: Position, limit: int
-    ) -> tuple[list[tuple[TraceRecord, Position]], Position]:
-        out: list[tuple[TraceRecord, Position]] = []
-        while len(out) < limit:
-            segment, offset = pos
-            newer = self._next_segment(segment)  # looked up BEFORE reading: see below
-            data = self._read_from(segment, offset)
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                # Nothing complete here. A newer segment existing before this read means
-                # this one is sealed: what is left is a torn line from a crash; skip it.
-                if newer is None:
-                    break
-                if data:
-                    log.warning("skipping a torn journal tail in segment %d", segment)
-                pos = (newer, 0)
-                continue
-            for line in data[:cut].split(b"\n")[:-1]:
-                if len(out) >= limit:
-                    break
-                offset += len(line) + 1
-                try:
-                    out.append((TraceRecord.from_json(line.decode()), (segment, offset)))
-                except (ValueError, TypeError, UnicodeDecodeError):
-                    log.warning("skipping an unreadable journal line in segment %d", segment)
-            pos = (segment, offset)
-        return out, pos
-
-    def _next_segment(self, segment: int) -> int | None:
-        later = [
-            int(m.group(1))
-            for p in self.spool_dir.iterdir()
-            if (m := _SEGMENT.match(p.name)) and int(m.group(1)) > segment
-        ]
-        return min(later) if later else None
-
-    def _read_from(self, segment: int, offset: int) -> bytes:
-        if self._fh_segment != segment:
-            self.close()
-            path = self.spool_dir / _segment_name(segment)
-            try:
-                self._fh = open(path, "rb")  # noqa: SIM115
-            except FileNotFoundError:
-                return b""
-            self._fh_segment = segment
-        assert self._fh is not None
-        self._fh.seek(offset)
-        return self._fh.read(self.chunk)
+def _loggable(text: str, limit: int = 80) -> str:
+    """An id as it can go into a log line (it may come from a client)."""
+    return repr(text[:limit])

@@ -94,6 +94,16 @@ class PgServer:
             str(self.bin / "initdb"),
             "-D", str(self.data), "-U", "herd", "--auth=trust", "-E", "UTF8", "--no-sync",
         )  # fmt: skip
+        self.resume()
+        return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: a database that went down (``resume``)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.started = False
+
+    def resume(self) -> None:
+        """Start the server (again) on the same port and data."""
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -104,20 +114,25 @@ class PgServer:
             "-w", "-t", "60", "start",
         )  # fmt: skip
         self.started = True
-        return self
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://herd@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self) -> str:
-        """A fresh, empty database; returns its SQLAlchemy URL."""
+    def create_database(self, encoding: str | None = None) -> str:
+        """A fresh, empty database (in ``encoding``, e.g. ``LATIN1``, when given; the
+        server's UTF8 otherwise); returns its SQLAlchemy URL."""
         import psycopg
 
         name = f"t_{uuid.uuid4().hex[:12]}"
+        options = (
+            f" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            if encoding
+            else ""
+        )
         with psycopg.connect(
             host="127.0.0.1", port=self.port, user="herd", dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{options}')
         return self.url(name)
 
     def stop(self) -> None:

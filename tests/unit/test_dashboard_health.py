@@ -245,3 +245,12 @@ def test_trace_store_backlog_after_database_failures() -> None:
     assert check_of(status, traffic(), "trace_store")["severity"] == "ok"
     status["traces"] = {"failures": 4, "crashes": 0, "committed": [3, 10], "end": [3, 900]}
     assert check_of(status, traffic(), "trace_store")["severity"] == "warning"
+
+
+def test_trace_store_quarantined_traces() -> None:
+    status = healthy_status()
+    status["traces"] = {"failures": 0, "quarantined": 2, "committed": [3, 10], "end": [3, 10],
+                        "quarantine_file": "/data/traces/spool/quarantine.jsonl"}  # fmt: skip
+    check = check_of(status, traffic(), "trace_store")
+    assert check["severity"] == "warning" and check["title"] == "2 trace(s) quarantined"
+    assert check["details"]["file"] == "/data/traces/spool/quarantine.jsonl"
