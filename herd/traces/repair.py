@@ -224,7 +224,7 @@ def json_column(value: Any) -> str:
         return _COMPACT.encode(clean_json(value))
 
 
-def _number(value: Any, kind: Kind) -> float | int | None:
+def _number(value: Any) -> float | int | None:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int | float):
@@ -254,7 +254,7 @@ def clean_value(rule: ColumnRule, value: Any, *, strict: bool = False) -> Any:
         return value if not strict and _json_ok(value) else clean_json(value, strict=strict)
     if kind == "bool":
         return bool(value)
-    number = _number(value, kind)
+    number = _number(value)
     if kind == "float":
         try:
             result = None if number is None else float(number)
