@@ -24,6 +24,11 @@
                                            ``service.live()`` every ``interval`` s (2)
 ========================================  ===============================================
 
+``/dashboard/events`` is bounded per replica: an ``interval`` below
+``FLEET_EVENTS_MIN_INTERVAL`` is raised to it (the stream's ``retry:`` line says the
+interval it runs at), and beyond ``FLEET_MAX_EVENT_STREAMS`` open streams a new one is
+answered 429 ``{"error"}`` with ``Retry-After``.
+
 Bad parameters get 422 (FastAPI's validation body) or 400 ``{"error": "..."}``; a
 missing trace or run 404 ``{"error"}``; a fleet that does not answer 503 ``{"error"}``.
 No handler lets an exception become a 500.
@@ -34,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
@@ -46,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from dashboard.service import MAX_DAYS, MAX_HOURS, MAX_LIMIT, DashboardService
 from herd.convert.errors import error_body
 from herd.errors import HerdError
+from herd.settings import Settings
 from herd.traces.records import TRACE_STATUSES
 
 log = logging.getLogger("dashboard.api")
@@ -121,6 +127,47 @@ async def sse_events(
         log.debug("dashboard events stream closed")
 
 
+STREAMS_RETRY_AFTER_S = 5
+
+
+class EventStreams:
+    """How many ``/dashboard/events`` streams are open on this replica, at most ``cap``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open = 0
+
+
+class _CappedEventStream(StreamingResponse):
+    """An SSE response that holds one of ``streams``' places while it is being sent (the
+    place is freed however the response ends: done, client gone, cancelled), or answers
+    429 when none is free. Taking the place here, not in the route, means a response
+    that is never sent never holds one."""
+
+    def __init__(self, streams: EventStreams, body: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self.streams = streams
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        streams = self.streams
+        if streams.open >= streams.cap:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            busy = _error(429, f"too many event streams: at most {streams.cap} per replica")
+            busy.headers["Retry-After"] = str(STREAMS_RETRY_AFTER_S)
+            await busy(scope, receive, send)
+            return
+        streams.open += 1
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            streams.open -= 1
+
+
 async def _ndjson(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     async for event in events:
         yield (json.dumps(event, default=str) + "\n").encode()
@@ -139,9 +186,16 @@ def _add_window_route(
     router.add_api_route(path, endpoint, methods=["GET"], name=path.rsplit("/", 1)[-1])
 
 
-def build_dashboard_router(service: DashboardService) -> APIRouter:
+def build_dashboard_router(
+    service: DashboardService, fleet_settings: Settings | None = None
+) -> APIRouter:
+    """The API over ``service``; ``fleet_settings`` bound the event streams
+    (``FLEET_EVENTS_MIN_INTERVAL``, ``FLEET_MAX_EVENT_STREAMS``; their defaults when None)."""
     router = APIRouter(route_class=_GuardedRoute)
     api = "/dashboard/api"
+    bounds = fleet_settings or Settings.model_construct()
+    min_interval = bounds.events_min_interval
+    streams = EventStreams(bounds.max_event_streams)
 
     _add_window_route(router, f"{api}/overview", service.overview)
     _add_window_route(router, f"{api}/trends", service.trends, "trends")
@@ -230,10 +284,11 @@ def build_dashboard_router(service: DashboardService) -> APIRouter:
 
     @router.get("/dashboard/events")
     async def events(
-        request: Request, interval: Annotated[float, Query(ge=0.05, le=60)] = 2.0
+        request: Request, interval: Annotated[float, Query(gt=0, le=60)] = 2.0
     ) -> StreamingResponse:
-        return StreamingResponse(
-            sse_events(service, request.is_disconnected, interval),
+        return _CappedEventStream(
+            streams,
+            sse_events(service, request.is_disconnected, max(interval, min_interval)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -45,7 +45,7 @@ def add_dashboard(app: FastAPI, svc: HerdService) -> None:
     from serve_app.dashboard_fleet import RayFleet
 
     service = DashboardService(TraceStore.from_settings(svc.settings), RayFleet(svc))
-    app.include_router(build_dashboard_router(service))
+    app.include_router(build_dashboard_router(service, svc.settings))
     mount_dashboard(app, service)
 
 

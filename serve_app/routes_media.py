@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from herd.convert.headers import header_value
 from herd.convert.media import (
     herd_transcription,
     image_headers,
@@ -27,6 +30,8 @@ from herd.convert.media import (
 )
 from herd.errors import ModelNotFound
 from herd.routing import model_targets as model_ops
+from herd.wire.audio import audio_seconds
+from herd.wire.limits import Limits
 from herd.wire.media import (
     TranscriptionRequest,
     parse_generate_image_request,
@@ -37,6 +42,11 @@ from serve_app.service import HerdService, herd_headers, json_response
 
 
 def add_media_routes(app: FastAPI, svc: HerdService) -> None:
+    limits = Limits.from_settings(svc.settings)  # FLEET_MAX_IMAGE*, FLEET_MAX_AUDIO_SECONDS
+
+    def meta(request: Request) -> dict[str, Any]:
+        return {**svc.request_meta(request), "limits": limits}
+
     async def image_model(requested: str | None) -> str:
         if requested:
             return requested
@@ -47,11 +57,11 @@ def add_media_routes(app: FastAPI, svc: HerdService) -> None:
 
     @app.post("/v1/images/generations")
     async def images_generations(request: Request) -> Response:
-        parsed = parse_image_generation_request(await svc.read_body(request))
-        meta = svc.request_meta(request)
+        parsed = parse_image_generation_request(await svc.read_body(request), limits)
+        base = meta(request)
         model = await image_model(parsed.model)
         jobs = [
-            image_request(parsed, model=model, dialect="openai", index=i, **meta)
+            image_request(parsed, model=model, dialect="openai", index=i, **base)
             for i in range(parsed.count)
         ]
         done = await svc.media.run_all(jobs)
@@ -62,27 +72,29 @@ def add_media_routes(app: FastAPI, svc: HerdService) -> None:
         )
         headers = herd_headers(done[0].decision, sum(d.retries for d in done))
         if len(done) > 1:
-            headers["X-Herd-Node"] = ",".join(d.decision.node_id for d in done)
+            headers["X-Herd-Node"] = header_value(",".join(d.decision.node_id for d in done))
         return json_response(body, headers=headers)
 
     @app.post("/api/generate-image")
     async def generate_image(request: Request) -> Response:
-        parsed = parse_generate_image_request(await svc.read_body(request))
-        job = image_request(
-            parsed, model=parsed.model, dialect="ollama", **svc.request_meta(request)
-        )
+        parsed = parse_generate_image_request(await svc.read_body(request), limits)
+        job = image_request(parsed, model=parsed.model, dialect="ollama", **meta(request))
         done = await svc.media.run(job)
         headers = herd_headers(done.decision, done.retries) | image_headers(done.result)
         return Response(bytes(done.result["image"]), media_type="image/png", headers=headers)
 
     async def transcription(request: Request) -> TranscriptionRequest:
+        """The validated form; the audio's length is measured by decoding it (in a thread,
+        stopping at FLEET_MAX_AUDIO_SECONDS: 413 beyond, 400 when it does not decode)."""
         fields, audio, filename = await svc.read_form(request)
-        return parse_transcription_form(fields, audio, filename)
+        parsed = parse_transcription_form(fields, audio, filename, limits)
+        await asyncio.to_thread(audio_seconds, parsed.audio, limits.audio_seconds, parsed.filename)
+        return parsed
 
     @app.post("/v1/audio/transcriptions")
     async def audio_transcriptions(request: Request) -> Response:
         parsed = await transcription(request)
-        job = transcribe_request(parsed, dialect="openai", **svc.request_meta(request))
+        job = transcribe_request(parsed, dialect="openai", **meta(request))
         done = await svc.media.run(job)
         body, media_type = openai_transcription(done.result, parsed.response_format)
         headers = herd_headers(done.decision, done.retries)
@@ -93,7 +105,7 @@ def add_media_routes(app: FastAPI, svc: HerdService) -> None:
     @app.post("/api/transcribe")
     async def transcribe(request: Request) -> Response:
         parsed = await transcription(request)
-        job = transcribe_request(parsed, dialect="ollama", **svc.request_meta(request))
+        job = transcribe_request(parsed, dialect="ollama", **meta(request))
         done = await svc.media.run(job)
         body = herd_transcription(done.result, done.decision.model)
         return json_response(body, headers=herd_headers(done.decision, done.retries))

@@ -16,9 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
 from herd import convert
+from herd.convert.headers import header_value
 from herd.dispatch.model_ops import Pull
 from herd.domain import ModelOnDisk, canonical_model
 from herd.errors import BackendError, HerdError, ModelNotFound
+from herd.wire.limits import Limits, check_model_name
 from herd.wire.ollama_models import parse_delete_request, parse_pull_request, parse_show_request
 from serve_app.service import NDJSON, HerdService, json_response
 
@@ -92,6 +94,8 @@ async def _pull_result(pull: Pull) -> dict[str, Any]:
 
 
 def add_model_routes(app: FastAPI, svc: HerdService) -> None:
+    limits = Limits.from_settings(svc.settings)  # model names: FLEET_MAX_MODEL_NAME_CHARS
+
     @app.get("/api/tags")
     @app.head("/api/tags")
     async def tags() -> Response:
@@ -103,26 +107,26 @@ def add_model_routes(app: FastAPI, svc: HerdService) -> None:
 
     @app.post("/api/show")
     async def show(request: Request) -> Response:
-        parsed = parse_show_request(await svc.read_body(request))
+        parsed = parse_show_request(await svc.read_body(request), limits)
         node, body = await svc.models.show(parsed.target, bool(parsed.verbose))
-        return json_response(body, headers={"X-Herd-Node": node})
+        return json_response(body, headers={"X-Herd-Node": header_value(node)})
 
     @app.post("/api/pull")
     async def pull(request: Request) -> Response:
-        parsed = parse_pull_request(await svc.read_body(request))
+        parsed = parse_pull_request(await svc.read_body(request), limits)
         node = _node_choice(parsed.node, request)
         started = await svc.models.pull(parsed.target, node, bool(parsed.insecure))
-        headers = {"X-Herd-Node": started.node}
+        headers = {"X-Herd-Node": header_value(started.node)}
         if parsed.streaming:
             return StreamingResponse(_pull_lines(started), media_type=NDJSON, headers=headers)
         return json_response(await _pull_result(started), headers=headers)
 
     @app.delete("/api/delete")
     async def delete(request: Request) -> Response:
-        parsed = parse_delete_request(await svc.read_body(request))
+        parsed = parse_delete_request(await svc.read_body(request), limits)
         node = _node_choice(parsed.node, request)
         done = await svc.models.delete(parsed.target, node)
-        return Response(status_code=200, headers={"X-Herd-Node": ",".join(done)})
+        return Response(status_code=200, headers={"X-Herd-Node": header_value(",".join(done))})
 
     @app.get("/v1/models")
     async def models() -> Response:
@@ -130,7 +134,7 @@ def add_model_routes(app: FastAPI, svc: HerdService) -> None:
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> Response:
-        key = canonical_model(model_id)
+        key = canonical_model(check_model_name(model_id, limits))
         for entry in _models(await svc.catalog()):
             if canonical_model(entry.name) == key:
                 return json_response(convert.openai_model(entry))

@@ -10,17 +10,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from herd import convert, wire
+from herd.wire.limits import Limits
 from serve_app.service import SSE, HerdService, herd_headers, json_response
 
 
 def add_openai_routes(app: FastAPI, svc: HerdService) -> None:
+    limits = Limits.from_settings(svc.settings)  # FLEET_MAX_*: names, tags, tokens, inputs
+
+    def meta(request: Request) -> dict[str, Any]:
+        return {**svc.request_meta(request), "limits": limits}
+
     async def openai_generate_like(
         request: Request, parse: Any, build: Any, writer: Any, fold: Any, id_prefix: str
     ) -> Response:
         """Chat and legacy completions share everything but their parsers and writers."""
         raw = await svc.read_body(request)
-        parsed = parse(raw)
-        req = build(parsed, **svc.request_meta(request))
+        parsed = parse(raw, limits)
+        req = build(parsed, **meta(request))
         created = int(time.time())
         completion_id = convert.new_completion_id(id_prefix)
         if req.stream:
@@ -58,8 +64,8 @@ def add_openai_routes(app: FastAPI, svc: HerdService) -> None:
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         raw = await svc.read_body(request)
-        parsed = wire.parse_embedding_request(raw)
-        req = convert.openai_embedding_request(parsed, **svc.request_meta(request))
+        parsed = wire.parse_embedding_request(raw, limits)
+        req = convert.openai_embedding_request(parsed, **meta(request))
         decision, retries, result = await svc.run_complete(req)
         body = convert.openai_embedding_response(
             result, model=decision.model, encoding_format=parsed.encoding_format

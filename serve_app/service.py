@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from herd import convert
+from herd.convert.headers import header_value, model_header
 from herd.dispatch.dispatcher import Dispatcher, Served
 from herd.dispatch.media import MediaDispatch
 from herd.domain import Decision, InferenceRequest
@@ -36,8 +37,8 @@ def herd_headers(decision: Decision, retries: int) -> dict[str, str]:
     """Which node and model served, documented in the README."""
     return {
         "X-Herd-Request-Id": decision.request_id,
-        "X-Herd-Node": decision.node_id,
-        "X-Herd-Model": decision.model,
+        "X-Herd-Node": header_value(decision.node_id),
+        "X-Herd-Model": model_header(decision.model),
         "X-Herd-Fallback": "true" if decision.fallback else "false",
         "X-Herd-Retries": str(retries),
     }

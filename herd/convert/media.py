@@ -17,6 +17,7 @@ from typing import Any
 
 from herd.convert.routing import fallback_chain, request_tags
 from herd.domain import Dialect, InferenceRequest
+from herd.wire.limits import Limits
 from herd.wire.media import (
     GenerateImageRequest,
     ImageGenerationRequest,
@@ -63,6 +64,7 @@ def image_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
     index: int = 0,
 ) -> InferenceRequest:
     """One image job. ``index`` numbers the images of one OpenAI ``n>1`` request: each
@@ -87,7 +89,7 @@ def image_request(
         stream=False,
         dialect=dialect,
         fallback_models=fallback_chain(model, req.fallback_models),
-        tags=request_tags(req.body_tags, header_tags),
+        tags=request_tags(req.body_tags, header_tags, limits),
         client=client,
         received_at=received_at,
     )
@@ -101,6 +103,7 @@ def transcribe_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
 ) -> InferenceRequest:
     """One speech-to-text job; the audio bytes travel in ``body["audio"]``."""
     body: dict[str, Any] = {"audio": req.audio, "filename": req.filename}
@@ -116,7 +119,7 @@ def transcribe_request(
         stream=False,
         dialect=dialect,
         fallback_models=fallback_chain(req.model, req.fallback_models),
-        tags=request_tags(req.tags, header_tags),
+        tags=request_tags(req.tags, header_tags, limits),
         client=req.user or client,
         received_at=received_at,
     )

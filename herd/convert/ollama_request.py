@@ -15,6 +15,7 @@ from typing import Any
 from herd.convert.routing import HERD_BODY_FIELDS, inference_request
 from herd.domain import InferenceRequest
 from herd.wire.common import HerdFields
+from herd.wire.limits import Limits
 from herd.wire.ollama import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
 
 
@@ -31,6 +32,7 @@ def ollama_chat_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
 ) -> InferenceRequest:
     """``/api/chat`` body -> ``InferenceRequest(kind="chat", dialect="ollama")``."""
     chars = 0
@@ -43,6 +45,7 @@ def ollama_chat_request(
         chars += len(str(req.tools))
     return inference_request(
         req,
+        limits=limits,
         kind="chat",
         model=req.model,
         body=backend_body(req),
@@ -64,11 +67,13 @@ def ollama_generate_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
 ) -> InferenceRequest:
     """``/api/generate`` body -> ``InferenceRequest(kind="generate", dialect="ollama")``."""
     chars = len(req.prompt or "") + len(req.system or "") + len(req.suffix or "")
     return inference_request(
         req,
+        limits=limits,
         kind="generate",
         model=req.model,
         body=backend_body(req),
@@ -90,10 +95,12 @@ def ollama_embed_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
 ) -> InferenceRequest:
     """``/api/embed`` body -> ``InferenceRequest(kind="embed", stream=False)``."""
     return inference_request(
         req,
+        limits=limits,
         kind="embed",
         model=req.model,
         body=backend_body(req),
@@ -114,10 +121,12 @@ def ollama_embeddings_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
 ) -> InferenceRequest:
     """Legacy ``/api/embeddings`` body -> ``InferenceRequest(kind="embeddings")``."""
     return inference_request(
         req,
+        limits=limits,
         kind="embeddings",
         model=req.model,
         body=backend_body(req),

@@ -26,6 +26,7 @@ from typing import Any
 from herd.convert.routing import inference_request
 from herd.domain import InferenceRequest
 from herd.errors import BadRequest
+from herd.wire.limits import Limits
 from herd.wire.openai import (
     REASONING_EFFORT,
     AudioPart,
@@ -168,6 +169,7 @@ def openai_chat_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
     force_sampling_defaults: bool = False,
 ) -> InferenceRequest:
     """``/v1/chat/completions`` -> ``InferenceRequest(kind="chat", dialect="openai")``
@@ -199,6 +201,7 @@ def openai_chat_request(
         body["keep_alive"] = req.keep_alive
     return inference_request(
         req,
+        limits=limits,
         kind="chat",
         model=req.model,
         body=body,
@@ -220,6 +223,7 @@ def openai_completion_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
     force_sampling_defaults: bool = False,
 ) -> InferenceRequest:
     """``/v1/completions`` -> ``InferenceRequest(kind="generate")`` with an
@@ -234,6 +238,7 @@ def openai_completion_request(
         body["keep_alive"] = req.keep_alive
     return inference_request(
         req,
+        limits=limits,
         kind="generate",
         model=req.model,
         body=body,
@@ -254,6 +259,7 @@ def openai_embedding_request(
     received_at: float,
     header_tags: str | None = None,
     client: str | None = None,
+    limits: Limits | None = None,
 ) -> InferenceRequest:
     """``/v1/embeddings`` -> ``InferenceRequest(kind="embed")`` with an ``/api/embed``
     body (``input`` str or [str], ``dimensions``). ``encoding_format`` stays on ``req``
@@ -269,6 +275,7 @@ def openai_embedding_request(
         body["keep_alive"] = req.keep_alive
     return inference_request(
         req,
+        limits=limits,
         kind="embed",
         model=req.model,
         body=body,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 from herd.domain import Dialect, InferenceRequest, RequestKind, canonical_model
 from herd.wire.common import HerdFields
+from herd.wire.limits import DEFAULT_LIMITS, Limits, check_tags
 
 CHARS_PER_TOKEN = 4
 """Prompt-size estimate: about four characters per token for English text."""
@@ -18,25 +20,17 @@ HERD_BODY_FIELDS = frozenset({"metadata", "fallback_models"})
 """Body fields only herd reads; they are removed before the body reaches a backend."""
 
 
-def request_tags(body_tags: Iterable[str] | None, header: str | None = None) -> tuple[str, ...]:
+def request_tags(
+    body_tags: Iterable[str] | None, header: str | None = None, limits: Limits | None = None
+) -> tuple[str, ...]:
     """Tags from ``metadata.tags`` and the ``X-Herd-Tags`` header (``"a, b"``).
 
     Each tag is trimmed and lower-cased; empty tags are dropped and duplicates removed,
-    keeping the first occurrence (body tags first, then header tags).
+    keeping the first occurrence (body tags first, then header tags). Both sources
+    together are bounded by ``limits`` (count, length, printable: BadRequest otherwise).
     """
-    seen: dict[str, None] = {}
-    for tag in body_tags or ():
-        _add_tag(seen, tag)
-    if header:
-        for tag in header.split(","):
-            _add_tag(seen, tag)
-    return tuple(seen)
-
-
-def _add_tag(seen: dict[str, None], tag: str) -> None:
-    tag = tag.strip().lower()
-    if tag:
-        seen[tag] = None
+    header_tags = header.split(",") if header else ()
+    return check_tags(chain(body_tags or (), header_tags), limits or DEFAULT_LIMITS)
 
 
 def fallback_chain(primary: str, fallbacks: Iterable[str] | None) -> tuple[str, ...]:
@@ -78,6 +72,7 @@ def inference_request(
     client: str | None,
     prompt_chars: int,
     images: int = 0,
+    limits: Limits | None = None,
 ) -> InferenceRequest:
     """The :class:`InferenceRequest` for a converted ``body``; herd-only fields go to
     their own attributes (they are never in ``body``)."""
@@ -89,7 +84,7 @@ def inference_request(
         stream=stream,
         dialect=dialect,
         fallback_models=fallback_chain(model, req.fallback_models),
-        tags=request_tags(req.body_tags, header_tags),
+        tags=request_tags(req.body_tags, header_tags, limits),
         client=client,
         estimated_tokens=estimate_tokens(prompt_chars, images),
         received_at=received_at,

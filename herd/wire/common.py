@@ -12,13 +12,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from herd.errors import BadRequest
+from herd.wire.limits import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_FALLBACK_MODELS,
+    Limits,
+    check_tags,
+    limits_of,
+    model_name_problem,
+)
 
 JSONInput = bytes | bytearray | memoryview | str | Mapping[str, Any] | None
 """What a parse function accepts: the raw body, or an already-decoded JSON object."""
@@ -44,13 +61,27 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
 
 
-def _check_model(value: str) -> str:
+def _check_model(value: str, info: ValidationInfo) -> str:
     if not value.strip():
         raise bare("model is required")
+    problem = model_name_problem(value, limits_of(info))
+    if problem is not None:
+        raise bare(problem)
     return value
 
 
 ModelName = Annotated[str, AfterValidator(_check_model)]
+"""A model name: present, not too long, only the characters Ollama's names use."""
+
+
+def _check_int64(value: int) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise field_error("must be a 64-bit integer")
+    return value
+
+
+Int64 = Annotated[int, AfterValidator(_check_int64)]
+"""An integer Ollama (Go, int64) can read; anything wider is a 400, never forwarded."""
 
 _INT_OPTIONS = frozenset(
     {
@@ -65,6 +96,7 @@ _INT_OPTIONS = frozenset(
         "main_gpu",
         "num_thread",
         "mirostat",
+        "draft_num_predict",
     }
 )
 _FLOAT_OPTIONS = frozenset(
@@ -83,20 +115,53 @@ _FLOAT_OPTIONS = frozenset(
 _BOOL_OPTIONS = frozenset({"use_mmap", "use_mlock", "numa"})
 
 
-def _check_options(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Type-check the known Ollama options (Ollama answers 500 for these; we say 400)."""
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_num_predict(value: float, limits: Limits, name: str = "num_predict") -> None:
+    """Ollama's ``num_predict`` range: -2 (fill the context), -1 (no limit), 0 up to
+    ``FLEET_MAX_PREDICT``."""
+    if value < -2:
+        raise bare(f"{name} must be -1 (no limit), -2 (fill the context) or at least 0")
+    if value > limits.predict:
+        raise bare(f"{name} must be at most {limits.predict} (FLEET_MAX_PREDICT)")
+
+
+def _check_number(key: str, item: Any, limits: Limits) -> None:
+    """A numeric option: 64-bit for integers (Ollama converts float64 to int64), finite
+    and float32-sized for the rest, and the ranges of num_predict and num_ctx."""
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        if key in _INT_OPTIONS or key in _FLOAT_OPTIONS:
+            kind = "integer" if key in _INT_OPTIONS else "number"
+            raise bare(f'option "{key}" must be of type {kind}')
+        return
+    if isinstance(item, float) and not math.isfinite(item):
+        raise bare(f'option "{key}" must be a finite number')
+    if key in _INT_OPTIONS or isinstance(item, int):
+        if not INT64_MIN <= item <= INT64_MAX:
+            raise bare(f'option "{key}" must be a 64-bit integer')
+    elif key in _FLOAT_OPTIONS and abs(item) > _FLOAT32_MAX:
+        raise bare(f'option "{key}" is out of range')
+    if key == "num_predict":
+        check_num_predict(item, limits)
+    elif key == "num_ctx" and not 1 <= item <= limits.ctx:
+        raise bare(f"num_ctx must be between 1 and {limits.ctx} (FLEET_MAX_CTX)")
+
+
+def _check_options(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+    """Type-check the known Ollama options (Ollama answers 500 for these; we say 400) and
+    bound every number in them (see :func:`_check_number`)."""
     if not value:
         return value
+    limits = limits_of(info)
     for key, item in value.items():
         if item is None:
             continue
-        if key in _INT_OPTIONS or key in _FLOAT_OPTIONS:
-            if isinstance(item, bool) or not isinstance(item, int | float):
-                kind = "integer" if key in _INT_OPTIONS else "number"
-                raise bare(f'option "{key}" must be of type {kind}')
-        elif key in _BOOL_OPTIONS:
+        if key in _BOOL_OPTIONS:
             if not isinstance(item, bool):
                 raise bare(f'option "{key}" must be of type boolean')
+        elif key in _INT_OPTIONS or key in _FLOAT_OPTIONS or isinstance(item, int | float):
+            _check_number(key, item, limits)
         elif key == "stop" and (
             not isinstance(item, list) or not all(isinstance(s, str) for s in item)
         ):
@@ -106,7 +171,19 @@ def _check_options(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 Options = Annotated[dict[str, Any] | None, AfterValidator(_check_options)]
 
-KeepAlive = str | int | float | None
+
+_MAX_KEEP_ALIVE_S = INT64_MAX // 1_000_000_000  # Go's time.Duration: int64 nanoseconds
+
+
+def _check_keep_alive(value: str | int | float | None) -> str | int | float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not (math.isfinite(value) and abs(value) <= _MAX_KEEP_ALIVE_S):
+        raise bare(f"keep_alive must be a number of seconds within ±{_MAX_KEEP_ALIVE_S}")
+    return value
+
+
+KeepAlive = Annotated[str | int | float | None, AfterValidator(_check_keep_alive)]
 
 _THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
 
@@ -128,14 +205,34 @@ class HerdFields(WireModel):
 
     @field_validator("metadata")
     @classmethod
-    def _tags_are_strings(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _tags_are_strings(
+        cls, value: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
         if value is None or value.get("tags") is None:
             return value
         tags = value["tags"]
         if isinstance(tags, str):
-            return value
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            tags = tags.split(",")
+        elif not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise field_error("tags must be a list of strings")
+        try:
+            check_tags(tags, limits_of(info))
+        except BadRequest as exc:
+            raise bare(exc.message) from None
+        return value
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _fallback_names(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if not value:
+            return value
+        if len(value) > MAX_FALLBACK_MODELS:
+            raise bare(f"too many fallback_models: at most {MAX_FALLBACK_MODELS}")
+        limits = limits_of(info)
+        for name in value:
+            problem = model_name_problem(name, limits) if name.strip() else None
+            if problem is not None:
+                raise bare(f"fallback_models: {problem}")
         return value
 
     @property
@@ -211,18 +308,19 @@ def render_error(exc: ValidationError) -> str:
     return f"{loc}: {err['msg']}" if loc else str(err["msg"])
 
 
-def validate(model: type[M], raw: JSONInput) -> M:
-    """Parse ``raw`` (bytes, str or a decoded mapping) into ``model`` or raise BadRequest."""
+def validate(model: type[M], raw: JSONInput, limits: Limits | None = None) -> M:
+    """Parse ``raw`` (bytes, str or a decoded mapping) into ``model`` or raise BadRequest.
+    ``limits`` (default: the settings' defaults) reach every validator as the context."""
     if raw is None:
         raise BadRequest("missing request body")
     try:
         if not isinstance(raw, bytes | bytearray | memoryview | str):
-            return model.model_validate(raw)
+            return model.model_validate(raw, context=limits)
         if isinstance(raw, memoryview):
             raw = raw.tobytes()
         if not raw.strip():
             raise BadRequest("missing request body")
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, context=limits)
     except ValidationError as exc:
         raise BadRequest(render_error(exc)) from None
     except (ValueError, TypeError, RecursionError) as exc:

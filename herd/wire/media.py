@@ -6,12 +6,14 @@
   ``multipart/form-data``: :func:`parse_transcription_form` over the form's text fields
   plus the uploaded file.
 
-Values a local engine cannot honour are rejected with a 400 here: ``n`` outside 1..10,
-a size that is not ``auto`` or ``WIDTHxHEIGHT`` (64..4096 px, multiples of 8), an
-``output_format`` other than png, ``stream``, ``diarized_json``, word timestamps, an
-empty audio file. herd extensions on the OpenAI image body: ``steps``, ``seed``,
-``negative_prompt`` (what the local engines take), ``metadata.tags`` and
-``fallback_models``.
+Values a local engine cannot honour are rejected with a 400 here: ``n`` outside
+1..``FLEET_MAX_IMAGES``, a size that is not ``auto`` or ``WIDTHxHEIGHT`` (64..4096 px,
+multiples of 8, at most ``FLEET_MAX_IMAGE_PIXELS`` in all), ``steps`` outside
+1..``FLEET_MAX_IMAGE_STEPS``, an ``output_format`` other than png, ``stream``,
+``diarized_json``, word timestamps, an empty audio file. The audio's length is measured
+by decoding it (:mod:`herd.wire.audio`). herd extensions on the OpenAI image body:
+``steps``, ``seed``, ``negative_prompt`` (what the local engines take), ``metadata.tags``
+and ``fallback_models``.
 """
 
 from __future__ import annotations
@@ -21,17 +23,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ConfigDict, ValidationError, field_validator
+from pydantic import ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from herd.errors import BadRequest
-from herd.wire.common import HerdFields, JSONInput, ModelName, bare, render_error, validate
+from herd.wire.common import (
+    HerdFields,
+    Int64,
+    JSONInput,
+    ModelName,
+    bare,
+    render_error,
+    validate,
+)
+from herd.wire.limits import Limits, limits_of, model_name_problem
 
 MIN_SIDE = 64
 MAX_SIDE = 4096
 SIDE_STEP = 8
 DEFAULT_SIDE = 1024
-MAX_IMAGES = 10
-MAX_STEPS = 500
 
 SIZE_HELP = (
     f"size must be 'auto' or WIDTHxHEIGHT such as '1024x1024' "
@@ -62,9 +71,18 @@ def parse_size(size: str | None) -> tuple[int, int]:
     return width, height
 
 
-def _check_steps(value: int | None) -> int | None:
-    if value is not None and not 1 <= value <= MAX_STEPS:
-        raise bare(f"steps must be between 1 and {MAX_STEPS}")
+def check_pixels(width: int, height: int, limits: Limits) -> None:
+    """One image's width x height: at most ``FLEET_MAX_IMAGE_PIXELS``."""
+    if width * height > limits.image_pixels:
+        raise bare(
+            f"{width}x{height} is {width * height} pixels; at most {limits.image_pixels} "
+            "per image (FLEET_MAX_IMAGE_PIXELS)"
+        )
+
+
+def _check_steps(value: int | None, limits: Limits) -> int | None:
+    if value is not None and not 1 <= value <= limits.image_steps:
+        raise bare(f"steps must be between 1 and {limits.image_steps} (FLEET_MAX_IMAGE_STEPS)")
     return value
 
 
@@ -77,7 +95,7 @@ def _check_prompt(value: str) -> str:
 class _ImageCommon(HerdFields):
     prompt: str
     steps: int | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     negative_prompt: str | None = None
 
     @field_validator("prompt")
@@ -87,8 +105,8 @@ class _ImageCommon(HerdFields):
 
     @field_validator("steps")
     @classmethod
-    def _steps(cls, value: int | None) -> int | None:
-        return _check_steps(value)
+    def _steps(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return _check_steps(value, limits_of(info))
 
 
 class ImageGenerationRequest(_ImageCommon):
@@ -103,24 +121,30 @@ class ImageGenerationRequest(_ImageCommon):
     style: Literal["vivid", "natural"] | None = None
     background: Literal["transparent", "opaque", "auto"] | None = None
     output_format: str | None = None
-    output_compression: int | None = None
+    output_compression: Int64 | None = None
     moderation: Literal["low", "auto"] | None = None
     user: str | None = None
     stream: bool | None = None
-    partial_images: int | None = None
+    partial_images: Int64 | None = None
 
     @field_validator("model")
     @classmethod
-    def _model(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+    def _model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if not value.strip():
             raise bare("model must not be empty")
+        problem = model_name_problem(value, limits_of(info))
+        if problem is not None:
+            raise bare(problem)
         return value
 
     @field_validator("n")
     @classmethod
-    def _n(cls, value: int | None) -> int | None:
-        if value is not None and not 1 <= value <= MAX_IMAGES:
-            raise bare(f"n must be between 1 and {MAX_IMAGES}")
+    def _n(cls, value: int | None, info: ValidationInfo) -> int | None:
+        limit = limits_of(info).images
+        if value is not None and not 1 <= value <= limit:
+            raise bare(f"n must be between 1 and {limit} (FLEET_MAX_IMAGES)")
         return value
 
     @field_validator("size")
@@ -128,6 +152,11 @@ class ImageGenerationRequest(_ImageCommon):
     def _size(cls, value: str | None) -> str | None:
         parse_size(value)
         return value
+
+    @model_validator(mode="after")
+    def _pixels(self, info: ValidationInfo) -> ImageGenerationRequest:
+        check_pixels(*self.dimensions, limits_of(info))  # the default size counts too
+        return self
 
     @field_validator("response_format")
     @classmethod
@@ -183,15 +212,24 @@ class GenerateImageRequest(_ImageCommon):
     def _height(cls, value: int) -> int:
         return check_side(value, "height")
 
+    @model_validator(mode="after")
+    def _pixels(self, info: ValidationInfo) -> GenerateImageRequest:
+        check_pixels(self.width, self.height, limits_of(info))
+        return self
 
-def parse_image_generation_request(raw: JSONInput) -> ImageGenerationRequest:
+
+def parse_image_generation_request(
+    raw: JSONInput, limits: Limits | None = None
+) -> ImageGenerationRequest:
     """Body of ``/v1/images/generations`` -> :class:`ImageGenerationRequest`, or BadRequest."""
-    return validate(ImageGenerationRequest, raw)
+    return validate(ImageGenerationRequest, raw, limits)
 
 
-def parse_generate_image_request(raw: JSONInput) -> GenerateImageRequest:
+def parse_generate_image_request(
+    raw: JSONInput, limits: Limits | None = None
+) -> GenerateImageRequest:
     """Body of ``/api/generate-image`` -> :class:`GenerateImageRequest`, or BadRequest."""
-    return validate(GenerateImageRequest, raw)
+    return validate(GenerateImageRequest, raw, limits)
 
 
 # --- transcription (multipart form) ------------------------------------------------
@@ -283,7 +321,10 @@ def _split(values: Sequence[str]) -> list[str]:
 
 
 def parse_transcription_form(
-    fields: Mapping[str, Sequence[str]], audio: bytes | None, filename: str | None
+    fields: Mapping[str, Sequence[str]],
+    audio: bytes | None,
+    filename: str | None,
+    limits: Limits | None = None,
 ) -> TranscriptionRequest:
     """The text fields of a multipart form (each name -> its values, in order) and the
     ``file`` upload -> :class:`TranscriptionRequest`, or :class:`BadRequest`.
@@ -303,8 +344,12 @@ def parse_transcription_form(
             data[key] = values[-1]
     tags = _split([v for name in _TAG_FIELDS for v in fields.get(name, ())])
     fallbacks = _split([v for name in _FALLBACK_FIELDS for v in fields.get(name, ())])
+    if tags:
+        data["metadata"] = {"tags": tags}  # bounded like a JSON body's (HerdFields)
+    if fallbacks:
+        data["fallback_models"] = fallbacks
     try:
-        parsed = _TranscriptionFields.model_validate(data)
+        parsed = _TranscriptionFields.model_validate(data, context=limits)
     except ValidationError as exc:
         raise BadRequest(render_error(exc)) from None
     if audio is None:

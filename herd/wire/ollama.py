@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 
 from herd.wire.common import (
     HerdFields,
+    Int64,
     JSONInput,
     KeepAlive,
     ModelName,
@@ -24,6 +25,7 @@ from herd.wire.common import (
     bare,
     validate,
 )
+from herd.wire.limits import Limits, limits_of
 
 
 def tool_arguments(value: Any) -> Any:
@@ -78,7 +80,7 @@ class _OllamaCommon(HerdFields):
     format: str | dict[str, Any] | None = None
     think: Think = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: Int64 | None = None
 
     @field_validator("format")
     @classmethod
@@ -117,7 +119,7 @@ class GenerateRequest(_OllamaCommon):
     system: str | None = None
     template: str | None = None
     images: list[str] | None = None
-    context: list[int] | None = None
+    context: list[Int64] | None = None
     raw: bool | None = None
     truncate: bool | None = None
     shift: bool | None = None
@@ -131,20 +133,32 @@ def _embed_input(value: Any) -> Any:
     raise bare("invalid input type")
 
 
+def check_input_count(count: int, limits: Limits) -> None:
+    """Embedding inputs per request: at most ``FLEET_MAX_EMBED_INPUTS``."""
+    if count > limits.embed_inputs:
+        raise bare(
+            f"too many inputs: {count} > {limits.embed_inputs} per request "
+            "(FLEET_MAX_EMBED_INPUTS); send them in several requests"
+        )
+
+
 class EmbedRequest(HerdFields):
     """``POST /api/embed``: ``input`` is a string or a list of strings."""
 
     model: ModelName
     input: str | list[str] | None = None
     truncate: bool | None = None
-    dimensions: int | None = None
+    dimensions: Int64 | None = None
     options: Options = None
     keep_alive: KeepAlive = None
 
     @field_validator("input", mode="before")
     @classmethod
-    def _input(cls, value: Any) -> Any:
-        return _embed_input(value)
+    def _input(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _embed_input(value)
+        if isinstance(value, list):
+            check_input_count(len(value), limits_of(info))
+        return value
 
     @field_validator("dimensions")
     @classmethod
@@ -169,21 +183,21 @@ class EmbeddingsRequest(HerdFields):
     keep_alive: KeepAlive = None
 
 
-def parse_chat_request(raw: JSONInput) -> ChatRequest:
+def parse_chat_request(raw: JSONInput, limits: Limits | None = None) -> ChatRequest:
     """Body of ``/api/chat`` -> :class:`ChatRequest`, or :class:`BadRequest`."""
-    return validate(ChatRequest, raw)
+    return validate(ChatRequest, raw, limits)
 
 
-def parse_generate_request(raw: JSONInput) -> GenerateRequest:
+def parse_generate_request(raw: JSONInput, limits: Limits | None = None) -> GenerateRequest:
     """Body of ``/api/generate`` -> :class:`GenerateRequest`, or :class:`BadRequest`."""
-    return validate(GenerateRequest, raw)
+    return validate(GenerateRequest, raw, limits)
 
 
-def parse_embed_request(raw: JSONInput) -> EmbedRequest:
+def parse_embed_request(raw: JSONInput, limits: Limits | None = None) -> EmbedRequest:
     """Body of ``/api/embed`` -> :class:`EmbedRequest`, or :class:`BadRequest`."""
-    return validate(EmbedRequest, raw)
+    return validate(EmbedRequest, raw, limits)
 
 
-def parse_embeddings_request(raw: JSONInput) -> EmbeddingsRequest:
+def parse_embeddings_request(raw: JSONInput, limits: Limits | None = None) -> EmbeddingsRequest:
     """Body of ``/api/embeddings`` -> :class:`EmbeddingsRequest`, or :class:`BadRequest`."""
-    return validate(EmbeddingsRequest, raw)
+    return validate(EmbeddingsRequest, raw, limits)

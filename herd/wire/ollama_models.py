@@ -7,9 +7,10 @@ without it a pull goes to the best node and a delete to every node holding the m
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
 from herd.wire.common import JSONInput, WireModel, bare, validate
+from herd.wire.limits import Limits, limits_of, model_name_problem
 
 
 class _Named(WireModel):
@@ -17,9 +18,13 @@ class _Named(WireModel):
     name: str | None = None
 
     @model_validator(mode="after")
-    def _has_model(self) -> _Named:
-        if not (self.model or self.name or "").strip():
+    def _has_model(self, info: ValidationInfo) -> _Named:
+        if not self.target:
             raise bare("model is required")
+        given = self.model if (self.model or "").strip() else self.name
+        problem = model_name_problem(given or "", limits_of(info))
+        if problem is not None:
+            raise bare(problem)
         return self
 
     @property
@@ -45,13 +50,13 @@ class DeleteRequest(_Named):
     node: str | None = None
 
 
-def parse_show_request(raw: JSONInput) -> ShowRequest:
-    return validate(ShowRequest, raw)
+def parse_show_request(raw: JSONInput, limits: Limits | None = None) -> ShowRequest:
+    return validate(ShowRequest, raw, limits)
 
 
-def parse_pull_request(raw: JSONInput) -> PullRequest:
-    return validate(PullRequest, raw)
+def parse_pull_request(raw: JSONInput, limits: Limits | None = None) -> PullRequest:
+    return validate(PullRequest, raw, limits)
 
 
-def parse_delete_request(raw: JSONInput) -> DeleteRequest:
-    return validate(DeleteRequest, raw)
+def parse_delete_request(raw: JSONInput, limits: Limits | None = None) -> DeleteRequest:
+    return validate(DeleteRequest, raw, limits)

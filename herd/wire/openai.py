@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from herd.wire.common import (
     HerdFields,
+    Int64,
     JSONInput,
     KeepAlive,
     ModelName,
@@ -29,6 +30,8 @@ from herd.wire.common import (
     field_error,
     validate,
 )
+from herd.wire.limits import Limits, limits_of
+from herd.wire.ollama import check_input_count
 from herd.wire.openai_messages import (
     IMAGE_URL_UNSUPPORTED,
     AudioPart,
@@ -93,6 +96,23 @@ def _range(value: float | None, low: float, high: float) -> float | None:
     return value
 
 
+def check_max_tokens(value: int | None, info: ValidationInfo, low: int) -> int | None:
+    """``max_tokens`` / ``max_completion_tokens``: ``low`` (OpenAI: 1 for chat, 0 for
+    legacy completions) up to ``FLEET_MAX_PREDICT``; OpenAI's wording below the floor."""
+    if value is None:
+        return value
+    name = info.field_name
+    if value < low:
+        raise bare(
+            f"Invalid '{name}': integer below minimum value. "
+            f"Expected a value >= {low}, but got {value} instead."
+        )
+    limit = limits_of(info).predict
+    if value > limit:
+        raise bare(f"Invalid '{name}': at most {limit} tokens per request (FLEET_MAX_PREDICT)")
+    return value
+
+
 class OpenAICommon(HerdFields):
     model: ModelName
     stream: bool | None = None
@@ -100,10 +120,10 @@ class OpenAICommon(HerdFields):
     temperature: float | None = None
     top_p: float | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
-    n: int | None = None
+    n: Int64 | None = None
     user: str | None = None
     options: Options = None
     keep_alive: KeepAlive = None
@@ -151,7 +171,7 @@ class ChatCompletionRequest(OpenAICommon):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: Int64 | None = None
     reasoning_effort: str | None = None
     reasoning: dict[str, Any] | None = None
     think: Think = None
@@ -162,6 +182,11 @@ class ChatCompletionRequest(OpenAICommon):
         if not value:
             raise bare("[] is too short - 'messages'")
         return value
+
+    @field_validator("max_completion_tokens", "max_tokens")
+    @classmethod
+    def _max_tokens(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return check_max_tokens(value, info, 1)
 
     @field_validator("tool_choice")
     @classmethod
@@ -223,14 +248,19 @@ class CompletionRequest(OpenAICommon):
     prompt: str
     suffix: str | None = None
     max_tokens: int | None = None
-    best_of: int | None = None
+    best_of: Int64 | None = None
     echo: bool | None = None
-    logprobs: int | None = None
+    logprobs: Int64 | None = None
 
     @field_validator("prompt", mode="before")
     @classmethod
     def _prompt(cls, value: Any) -> Any:
         return _single_prompt(value)
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _max_tokens(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return check_max_tokens(value, info, 0)
 
     @field_validator("best_of")
     @classmethod
@@ -263,7 +293,7 @@ class EmbeddingRequest(HerdFields):
     model: ModelName
     input: str | list[str]
     encoding_format: str | None = None
-    dimensions: int | None = None
+    dimensions: Int64 | None = None
     user: str | None = None
     truncate: bool | None = None
     options: Options = None
@@ -271,8 +301,11 @@ class EmbeddingRequest(HerdFields):
 
     @field_validator("input", mode="before")
     @classmethod
-    def _input(cls, value: Any) -> Any:
-        return _embedding_input(value)
+    def _input(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _embedding_input(value)
+        if isinstance(value, list):
+            check_input_count(len(value), limits_of(info))
+        return value
 
     @field_validator("encoding_format")
     @classmethod
@@ -293,19 +326,21 @@ class EmbeddingRequest(HerdFields):
         return [self.input] if isinstance(self.input, str) else self.input
 
 
-def parse_chat_completion_request(raw: JSONInput) -> ChatCompletionRequest:
+def parse_chat_completion_request(
+    raw: JSONInput, limits: Limits | None = None
+) -> ChatCompletionRequest:
     """Body of ``/v1/chat/completions`` -> :class:`ChatCompletionRequest`, or BadRequest."""
-    return validate(ChatCompletionRequest, raw)
+    return validate(ChatCompletionRequest, raw, limits)
 
 
-def parse_completion_request(raw: JSONInput) -> CompletionRequest:
+def parse_completion_request(raw: JSONInput, limits: Limits | None = None) -> CompletionRequest:
     """Body of ``/v1/completions`` -> :class:`CompletionRequest`, or BadRequest."""
-    return validate(CompletionRequest, raw)
+    return validate(CompletionRequest, raw, limits)
 
 
-def parse_embedding_request(raw: JSONInput) -> EmbeddingRequest:
+def parse_embedding_request(raw: JSONInput, limits: Limits | None = None) -> EmbeddingRequest:
     """Body of ``/v1/embeddings`` -> :class:`EmbeddingRequest`, or BadRequest."""
-    return validate(EmbeddingRequest, raw)
+    return validate(EmbeddingRequest, raw, limits)
 
 
 __all__ = [
