@@ -168,6 +168,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, "PullRequest")
     check_fields(body, "PullRequest")
     name = require_model(body, allow_name=True)
+    device.count_request("pull")
     stream = body.get("stream") is not False
     source = _pull_source(device, name)
     if not stream:
