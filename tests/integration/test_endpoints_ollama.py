@@ -26,9 +26,10 @@ def oll(endpoint: str) -> Any:
     client._client.close()
 
 
-def client_for(endpoint: str, node: str) -> Any:
-    """An ollama client whose requests name a node (``X-Herd-Node``)."""
-    return ollama.Client(host=endpoint, headers={"X-Herd-Node": node})
+def client_for(endpoint: str, node: str, admin: dict[str, str]) -> Any:
+    """An ollama client whose requests name a node (``X-Herd-Node``) and carry the admin
+    token (pull and delete are admin actions)."""
+    return ollama.Client(host=endpoint, headers={"X-Herd-Node": node, **admin})
 
 
 def herd_tags(endpoint: str) -> dict[str, dict[str, Any]]:
@@ -119,8 +120,8 @@ def test_show_for_each_kind_of_node(oll: Any) -> None:
     assert err.value.status_code == 404
 
 
-def test_pull_to_a_named_node_then_delete_it(endpoint: str) -> None:
-    beta = client_for(endpoint, "beta")
+def test_pull_to_a_named_node_then_delete_it(endpoint: str, admin: dict[str, str]) -> None:
+    beta = client_for(endpoint, "beta", admin)
     try:
         lines = list(beta.pull("fresh:1b", stream=True))
         statuses = [line.status for line in lines]
@@ -143,26 +144,74 @@ def test_pull_to_a_named_node_then_delete_it(endpoint: str) -> None:
         beta._client.close()
 
 
-def test_pull_to_the_best_node_non_streaming_and_delete_everywhere(endpoint: str) -> None:
-    r = httpx.post(f"{endpoint}/api/pull", json={"model": "fresh:1b", "stream": False}, timeout=60)
+def test_pull_to_the_best_node_non_streaming_and_delete_everywhere(
+    endpoint: str, admin: dict[str, str]
+) -> None:
+    body = {"model": "fresh:1b", "stream": False}
+    r = httpx.post(f"{endpoint}/api/pull", json=body, headers=admin, timeout=60)
     assert r.status_code == 200 and r.json() == {"status": "success"}
     node = r.headers["x-herd-node"]
     assert node in ("alpha", "beta", "gamma")  # Ollama nodes only, never llama.cpp
-    gone = httpx.request("DELETE", f"{endpoint}/api/delete", json={"model": "fresh:1b"})
+    url = f"{endpoint}/api/delete"
+    gone = httpx.request("DELETE", url, json={"model": "fresh:1b"}, headers=admin)
     assert gone.status_code == 200 and gone.content == b""
     assert node in gone.headers["x-herd-node"].split(",")
-    again = httpx.request("DELETE", f"{endpoint}/api/delete", json={"model": "fresh:1b"})
+    again = httpx.request("DELETE", url, json={"model": "fresh:1b"}, headers=admin)
     assert again.status_code == 404 and "fresh:1b" in again.json()["error"]
 
 
-def test_pull_failures_in_both_forms(oll: Any, endpoint: str) -> None:
-    with pytest.raises(ollama.ResponseError) as err:
-        list(oll.pull("not-in-any-registry:1b", stream=True))  # error line mid-stream
+def test_pull_failures_in_both_forms(endpoint: str, admin: dict[str, str]) -> None:
+    client = ollama.Client(host=endpoint, headers=admin)
+    try:
+        with pytest.raises(ollama.ResponseError) as err:
+            list(client.pull("not-in-any-registry:1b", stream=True))  # error line mid-stream
+    finally:
+        client._client.close()
     assert "does not exist" in err.value.error
     r = httpx.post(
-        f"{endpoint}/api/pull", json={"model": "not-in-any-registry:1b", "stream": False}
+        f"{endpoint}/api/pull",
+        json={"model": "not-in-any-registry:1b", "stream": False},
+        headers=admin,
     )
     assert r.status_code == 502 and "does not exist" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "10.0.0.5:8080/x/y", "insecure": True},
+        {"model": "10.0.0.5:8080/x/y", "stream": False},
+        {"model": "evil.example/x/y", "node": "alpha"},
+        {"model": "http://10.0.0.5/x/y"},
+    ],
+)
+def test_a_pull_from_a_registry_not_allowed_is_403_before_any_node(
+    endpoint: str, admin: dict[str, str], sim: Any, body: dict[str, Any]
+) -> None:
+    """Only FLEET_PULL_REGISTRIES (default registry.ollama.ai) may be pulled from: the
+    node never sees the request (its emulator's counters stay put)."""
+    def pulls() -> dict[str, int]:
+        nodes = ("alpha", "beta", "gamma")
+        return {n: sim.state(n)["counters"]["by_endpoint"].get("pull", 0) for n in nodes}
+
+    before = pulls()
+    r = httpx.post(f"{endpoint}/api/pull", json=body, headers=admin, timeout=30)
+    assert r.status_code == 403, r.text
+    assert "not allowed" in r.json()["error"] or "cannot pull" in r.json()["error"]
+    client = ollama.Client(host=endpoint, headers=admin)
+    try:
+        with pytest.raises(ollama.ResponseError) as err:
+            client.pull(body["model"], insecure=True)
+    finally:
+        client._client.close()
+    assert err.value.status_code == 403
+    assert pulls() == before
+
+
+def test_nodes_report_their_disk(endpoint: str) -> None:
+    nodes = {n["node_id"]: n for n in httpx.get(f"{endpoint}/fleet/status").json()["nodes"]}
+    for name in ("alpha", "beta", "gamma"):  # emulators: their profile's disk
+        assert isinstance(nodes[name]["disk_free"], int) and nodes[name]["disk_free"] > 0
 
 
 def test_liveness_and_version(endpoint: str) -> None:
@@ -223,12 +272,16 @@ BAD: list[tuple[str, str, Any, int]] = [
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), BAD)
-def test_bad_input(endpoint: str, method: str, path: str, body: Any, status: int) -> None:
+def test_bad_input(
+    endpoint: str, admin: dict[str, str], method: str, path: str, body: Any, status: int
+) -> None:
+    headers = dict(admin)  # pull and delete are admin actions: bad input still gets its 400
     if isinstance(body, bytes):
-        kw: dict[str, Any] = {"content": body, "headers": {"content-type": "application/json"}}
+        headers["content-type"] = "application/json"
+        kw: dict[str, Any] = {"content": body}
     else:
         kw = {} if body is None else {"json": body}
-    r = httpx.request(method, f"{endpoint}{path}", timeout=60, **kw)
+    r = httpx.request(method, f"{endpoint}{path}", headers=headers, timeout=60, **kw)
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert isinstance(error, str) and error
@@ -251,6 +304,8 @@ def big_body() -> bytes:
         ("DELETE", "/api/delete"),
     ],
 )
-def test_oversized_body_is_413(endpoint: str, big_body: bytes, method: str, path: str) -> None:
-    r = httpx.request(method, f"{endpoint}{path}", content=big_body, timeout=120)
+def test_oversized_body_is_413(
+    endpoint: str, admin: dict[str, str], big_body: bytes, method: str, path: str
+) -> None:
+    r = httpx.request(method, f"{endpoint}{path}", content=big_body, headers=admin, timeout=120)
     assert r.status_code == 413 and "larger than" in r.json()["error"]
