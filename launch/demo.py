@@ -1,9 +1,10 @@
 """``herd demo``: the embedded default, a real one-box fleet on 127.0.0.1.
 
 It starts several Ray nodes on this machine (``launch.localfleet``): the head hosts the
-router, the Serve endpoint and a node running the packaged gemma3 270M model on
-llama.cpp; each worker Ray node hosts a NodeActor over an Ollama emulator with its own
-device profile. Then it sends real requests in both dialects, prints where each went,
+router, the Serve endpoint and two llama.cpp nodes, one with the packaged chat model
+smollm2:135m (and the real media engines), one with gemma3:270m (a base model, for text
+continuation); each worker Ray node hosts a NodeActor over an Ollama emulator with its
+own device profile. Then it sends real requests in both dialects, prints where each went,
 and keeps the endpoint up until Ctrl-C.
 """
 
@@ -19,13 +20,16 @@ from herd.errors import FleetUnavailable
 from herd.settings import Settings
 from launch.localray import port_open
 
-# The gemma box also runs the real media engines (loaded on first use).
+# The smol box also runs the real media engines (loaded on first use).
 MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers"
-DEMO_FLEET = (
-    ("gemma-box", "llamacpp", ""),
-    ("mac-studio", "sim", "mac-studio"),
-    ("gaming-pc", "sim", "gaming-pc"),
-    ("laptop", "sim", "laptop"),
+CHAT_MODEL = "smollm2:135m"  # the embedded default: instruction-tuned, answers and stops
+# (name, backend, emulator profile or packaged llama.cpp model, Ray node it shares)
+DEMO_FLEET: tuple[tuple[str, str, str, str | None], ...] = (
+    ("smol-box", "llamacpp", CHAT_MODEL, None),
+    ("gemma-box", "llamacpp", "gemma3:270m", "smol-box"),  # a second server on that machine
+    ("mac-studio", "sim", "mac-studio", None),
+    ("gaming-pc", "sim", "gaming-pc", None),
+    ("laptop", "sim", "laptop", None),
 )
 
 
@@ -34,13 +38,31 @@ def _say(message: str) -> None:
 
 
 DEMO_REQUESTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    # The README's first example: no token limit, the model ends its answer itself.
+    (
+        "ollama",
+        "/api/chat",
+        {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Hello!"}], "stream": False},
+    ),
     (
         "openai",
         "/v1/chat/completions",
         {
+            "model": CHAT_MODEL,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 48,
+        },
+    ),
+    # gemma3 270M is a base model: it continues text (raw, no chat template).
+    (
+        "ollama",
+        "/api/generate",
+        {
             "model": "gemma3:270m",
-            "messages": [{"role": "user", "content": "Say hello to the herd in one sentence."}],
-            "max_tokens": 32,
+            "prompt": "The capital of France is",
+            "raw": True,
+            "stream": False,
+            "options": {"num_predict": 12},
         },
     ),
     (
@@ -148,13 +170,21 @@ def run_demo(
     if port_open(settings.port):
         raise FleetUnavailable(f"port {settings.port} is already in use (try --port)")
     specs = tuple(
-        NodeSpec(name, backend, profile, engines=MEDIA_ENGINES if backend == "llamacpp" else "off")
-        for name, backend, profile in DEMO_FLEET
+        NodeSpec(
+            name,
+            backend,
+            profile=source if backend == "sim" else "",
+            ray_node=ray_node,
+            engines=MEDIA_ENGINES if backend == "llamacpp" and ray_node is None else "off",
+            model=source if backend == "llamacpp" else "",
+        )
+        for name, backend, source, ray_node in DEMO_FLEET
         if llamacpp or backend != "llamacpp"
     )
     fleet = LocalFleet(settings, specs, serve_proxy=settings.serve_proxy)
-    names = ", ".join(f"{s.name} ({s.profile or s.backend})" for s in specs)
-    _say(f"starting {len(specs)} Ray nodes on {fleet.cluster.address}: {names}")
+    names = ", ".join(f"{s.name} ({s.model or s.profile})" for s in specs)
+    machines = sum(s.ray_node is None for s in specs)
+    _say(f"starting {machines} Ray nodes on {fleet.cluster.address}: {names}")
     try:
         endpoint = fleet.start()
         _say(f"\nherd is up at {endpoint} with {len(specs)} nodes. Sending requests:\n")
@@ -181,4 +211,4 @@ def run_demo(
     return 0
 
 
-_CURL = {"model": "gemma3:270m", "messages": [{"role": "user", "content": "Hello!"}]}
+_CURL = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Hello!"}]}

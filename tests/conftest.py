@@ -3,9 +3,12 @@
 alpha (head Ray node; also hosts the router and Serve): tiny:1b loaded ("hot"), embedder
 beta: tiny:1b on disk, thinker:1b loaded
 gamma: tiny:1b on disk, coder:1b loaded (long answers), embedder
-gemma (a second NodeActor on alpha's Ray node): the real gemma3:270m on llama.cpp, and
-    the real media engines (MiniLM on sentence-transformers, whisper tiny.en on
-    faster-whisper, the tiny random diffusers pipeline tiny-sd:random), loaded on first use
+gemma (a second NodeActor on alpha's Ray node): the real gemma3:270m (a base model) on
+    llama.cpp, and the real media engines (MiniLM on sentence-transformers, whisper
+    tiny.en on faster-whisper, the tiny random diffusers pipeline tiny-sd:random), loaded
+    on first use
+smol (a third NodeActor on alpha's Ray node): the real smollm2:135m (instruction-tuned,
+    the embedded default) on llama.cpp
 Each node's backend is an Ollama emulator process; tests inject faults through its
 ``/_sim/`` admin API or stop it. Heartbeats are fast so the fleet reacts within ~1 s.
 Unit tests never request these fixtures, so they never start Ray.
@@ -78,7 +81,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             NodeSpec(name, "sim", str(_profile_file(tmp, name, over)))
             for name, over in NODE_PROFILES.items()
         ),
-        NodeSpec("gemma", "llamacpp", ray_node="alpha", engines=MEDIA_ENGINES),
+        NodeSpec("gemma", "llamacpp", ray_node="alpha", engines=MEDIA_ENGINES, model="gemma3:270m"),
+        NodeSpec("smol", "llamacpp", ray_node="alpha"),  # the default: smollm2:135m
     )
     local = LocalFleet(settings, specs)
     try:

@@ -32,7 +32,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a llama.cpp built-in template name, or Jinja template text (empty: the GGUF's)",
     )
     parser.add_argument("--embeddings", action="store_true", help="enable /v1/embeddings")
+    # The server's default sampling (unset: llama.cpp's); a request's own values win.
+    for flag, kind in _SAMPLING_FLAGS.items():
+        parser.add_argument(f"--{flag}", type=kind, default=None)
     return parser.parse_args(argv)
+
+
+# Ollama's option names -> llama.cpp's sampling parameters (and their types).
+_SAMPLING = {
+    "temperature": "temp",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "repeat_penalty": "penalty_repeat",
+    "repeat_last_n": "penalty_last_n",
+}
+_SAMPLING_FLAGS: dict[str, type] = {
+    "temperature": float,
+    "top-p": float,
+    "top-k": int,
+    "repeat-penalty": float,
+    "repeat-last-n": int,
+}
 
 
 def build_params(args: argparse.Namespace) -> Any:
@@ -51,6 +71,10 @@ def build_params(args: argparse.Namespace) -> Any:
     if args.threads > 0:
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads
+    for option, field in _SAMPLING.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            setattr(params.sampling, field, value)
     template = args.chat_template
     if template:
         params.chat_template = template

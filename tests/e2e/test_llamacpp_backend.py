@@ -1,4 +1,7 @@
-"""The real engine: llama.cpp's server (xllamacpp) with Gemma 3 270M, under supervision."""
+"""The real engine: llama.cpp's server (xllamacpp) with the packaged models, supervised.
+
+smollm2:135m (the default, instruction-tuned) answers chats; gemma3:270m (a base model)
+continues text."""
 
 from __future__ import annotations
 
@@ -10,16 +13,19 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from herd.backends.llamacpp_server import GEMMA_ALIAS, LlamaCppSupervisor
+from herd.backends.llamacpp_models import SMOLLM2
+from herd.backends.llamacpp_server import LlamaCppSupervisor
 from herd.backends.openai_compat import OpenAICompatBackend
 from herd.errors import BackendError, BackendTimeout
 
 pytestmark = pytest.mark.e2e
+MODEL = SMOLLM2.name
 OPTIONS = {"num_predict": 16, "temperature": 0, "seed": 7}
 CHAT = {
-    "model": GEMMA_ALIAS,
+    "model": MODEL,
     "messages": [{"role": "user", "content": "Name three colours."}],
     "options": OPTIONS,
 }
@@ -28,7 +34,7 @@ METRICS = ("total_duration", "prompt_eval_duration", "eval_duration")
 
 @pytest.fixture
 async def backend(llamacpp: LlamaCppSupervisor) -> AsyncIterator[OpenAICompatBackend]:
-    sizes = {GEMMA_ALIAS: llamacpp.model_path.stat().st_size}
+    sizes = {MODEL: llamacpp.model_path.stat().st_size}
     b = OpenAICompatBackend(llamacpp.url, "llamacpp", read_timeout=30, model_sizes=sizes)
     yield b
     await b.close()
@@ -47,7 +53,7 @@ async def test_stream_chat(backend: OpenAICompatBackend):
     *pieces, final = chunks
     text = "".join(c["message"]["content"] for c in pieces)
     assert text.strip() and len(pieces) >= 2
-    assert all(c["model"] == GEMMA_ALIAS and c["done"] is False for c in pieces)
+    assert all(c["model"] == MODEL and c["done"] is False for c in pieces)
     assert final["message"] == {"role": "assistant", "content": ""}
     assert_final(final)
     speed = final["eval_count"] / final["eval_duration"] * 1e9
@@ -55,7 +61,7 @@ async def test_stream_chat(backend: OpenAICompatBackend):
 
 
 async def test_stream_generate(backend: OpenAICompatBackend):
-    body = {"model": GEMMA_ALIAS, "prompt": "The sky is", "system": "Be brief.", "options": OPTIONS}
+    body = {"model": MODEL, "prompt": "The sky is", "system": "Be brief.", "options": OPTIONS}
     *pieces, final = [c async for c in backend.stream("generate", body)]
     assert "".join(c["response"] for c in pieces).strip()
     assert final["response"] == "" and "message" not in final
@@ -63,7 +69,7 @@ async def test_stream_generate(backend: OpenAICompatBackend):
 
 
 async def test_num_predict_limits_and_reports_length(backend: OpenAICompatBackend):
-    body = {"model": GEMMA_ALIAS, "prompt": "Once upon a time", "raw": True}
+    body = {"model": MODEL, "prompt": "Once upon a time", "raw": True}
     final = await backend.complete("generate", body | {"options": {"num_predict": 4}})
     assert final["eval_count"] == 4 and final["done_reason"] == "length"
     assert final["response"].strip()
@@ -88,10 +94,10 @@ async def test_probe_reports_the_loaded_model(
     state = await backend.probe()
     assert state.ok and state.kind == "llamacpp" and state.error is None
     (disk,) = state.models
-    assert disk.name == GEMMA_ALIAS and disk.size == llamacpp.model_path.stat().st_size
-    assert disk.quantization_level == "Q4_K_M"
+    assert disk.name == MODEL and disk.size == llamacpp.model_path.stat().st_size
+    assert disk.quantization_level == "Q4_1"
     (loaded,) = state.loaded
-    assert loaded.name == GEMMA_ALIAS and loaded.context_length == 1024
+    assert loaded.name == MODEL and loaded.context_length == 1024
 
 
 def gone(pid: int) -> bool:
@@ -125,7 +131,7 @@ async def test_killed_server_is_restarted_and_stop_leaves_nothing(
         b = OpenAICompatBackend(supervisor.url, read_timeout=30)
         try:
             final = await b.complete(
-                "generate", {"model": GEMMA_ALIAS, "prompt": "Hello", "options": OPTIONS}
+                "generate", {"model": MODEL, "prompt": "Hello", "options": OPTIONS}
             )
             assert_final(final)
         finally:
@@ -153,3 +159,41 @@ async def test_start_timeout_kills_the_process(
         await supervisor.start(timeout=0.05)
     assert not supervisor.running
     await supervisor.stop()
+
+
+# "Short": the README's "Hello!" took 21 tokens at the median and 55 at most over 400
+# tries (the model's sampling defaults, no seed); a base model runs to the context limit.
+SHORT = 256
+
+
+async def test_hello_gets_a_short_answer_that_ends_by_itself(backend: OpenAICompatBackend):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello!"}]}  # no limit
+    result = await backend.complete("chat", body)
+    text = result["message"]["content"]
+    print(f"Hello! -> {result['eval_count']} tokens: {text!r}")
+    assert text.strip() and result["done_reason"] == "stop"
+    assert 0 < result["eval_count"] <= SHORT
+
+
+def test_server_runs_the_models_template_and_sampling_defaults(llamacpp: LlamaCppSupervisor):
+    props = httpx.get(f"{llamacpp.url}/props", timeout=10).json()
+    assert "<|im_start|>" in props["chat_template"]  # the GGUF's own ChatML template
+    params = props["default_generation_settings"]["params"]
+    for option, value in SMOLLM2.sampling.items():
+        assert params[option] == pytest.approx(value)
+
+
+async def test_gemma_base_model_continues_raw_text(gemma_model: Path):
+    supervisor = LlamaCppSupervisor.for_file(gemma_model, ctx=512)
+    assert (supervisor.alias, supervisor.chat_template) == ("gemma3:270m", "gemma")
+    await supervisor.start(timeout=60.0)
+    b = OpenAICompatBackend(supervisor.url, read_timeout=30)
+    try:
+        body = {"model": "gemma3:270m", "prompt": "The capital of France is", "raw": True}
+        final = await b.complete("generate", body | {"options": {"num_predict": 6}})
+        assert final["response"].strip() and final["done_reason"] == "length"
+        (disk,) = (await b.probe()).models
+        assert disk.name == "gemma3:270m" and disk.quantization_level == "Q4_K_M"
+    finally:
+        await b.close()
+        await supervisor.stop()
