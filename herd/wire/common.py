@@ -83,6 +83,16 @@ def _check_int64(value: int) -> int:
 Int64 = Annotated[int, AfterValidator(_check_int64)]
 """An integer Ollama (Go, int64) can read; anything wider is a 400, never forwarded."""
 
+
+def _check_int64_list(value: list[int]) -> list[int]:
+    if value and not (min(value) >= INT64_MIN and max(value) <= INT64_MAX):
+        raise field_error("every item must be a 64-bit integer")
+    return value
+
+
+Int64List = Annotated[list[int], AfterValidator(_check_int64_list)]
+"""A list of :data:`Int64` checked in one pass (token contexts can be long)."""
+
 _INT_OPTIONS = frozenset(
     {
         "num_ctx",

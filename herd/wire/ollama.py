@@ -16,6 +16,7 @@ from pydantic import ValidationInfo, field_validator
 from herd.wire.common import (
     HerdFields,
     Int64,
+    Int64List,
     JSONInput,
     KeepAlive,
     ModelName,
@@ -119,7 +120,7 @@ class GenerateRequest(_OllamaCommon):
     system: str | None = None
     template: str | None = None
     images: list[str] | None = None
-    context: list[Int64] | None = None
+    context: Int64List | None = None
     raw: bool | None = None
     truncate: bool | None = None
     shift: bool | None = None

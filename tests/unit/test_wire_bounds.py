@@ -282,7 +282,7 @@ def test_typed_integer_fields_must_fit_in_64_bits() -> None:
         (parse_image_generation_request, {"prompt": "p", "seed": 2**64}),
         (parse_image_generation_request, {"prompt": "p", "output_compression": 2**64}),
     ):
-        assert "64-bit integer" in refused(parse, body)
+        assert "64-bit integer" in refused(parse, body), body
     raw = b'{"model": "a", "messages": [], "seed": 18446744073709551616}'
     assert "64-bit integer" in refused(wire.parse_chat_completion_request, raw)
 
