@@ -49,7 +49,7 @@ DEMO_REQUESTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "/v1/chat/completions",
         {
             "model": CHAT_MODEL,
-            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "messages": [{"role": "user", "content": "Say hello to the herd in one sentence."}],
             "max_tokens": 48,
         },
     ),
@@ -189,9 +189,10 @@ def run_demo(
         endpoint = fleet.start()
         _say(f"\nherd is up at {endpoint} with {len(specs)} nodes. Sending requests:\n")
         print_rows(send_demo_requests(endpoint))
+        auth = " ".join(f"{k}={v}" for k, v in fleet.cluster.auth_env().items())
         _say(
-            f"\nfleet status: {endpoint}/fleet/status"
-            f"  (or `herd status --address {fleet.cluster.address}`)"
+            f"\nfleet status: {endpoint}/fleet/status  (or, with this Ray cluster's own"
+            f" token: `{auth} herd status --address {fleet.cluster.address}`)"
         )
         _say(f"dashboard: {endpoint}/dashboard/  (traces, trends, health, settings)")
         if fleet.admin_token_created:
