@@ -34,6 +34,7 @@ TRACED: dict[str, tuple[str, str]] = {
     "/api/generate-image": ("ollama", "image"),
     "/api/transcribe": ("ollama", "transcribe"),
     "/v1/chat/completions": ("openai", "chat"),
+    "/v1/responses": ("openai", "chat"),
     "/v1/completions": ("openai", "generate"),
     "/v1/embeddings": ("openai", "embed"),
     "/v1/images/generations": ("openai", "image"),

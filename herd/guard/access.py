@@ -37,6 +37,7 @@ INFERENCE_POSTS = frozenset(
         "/api/transcribe",
         "/api/show",
         "/v1/chat/completions",
+        "/v1/responses",
         "/v1/completions",
         "/v1/embeddings",
         "/v1/images/generations",
