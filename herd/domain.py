@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 RequestKind = Literal["chat", "generate", "embed", "embeddings", "image", "transcribe"]
-Dialect = Literal["openai", "ollama", "python"]
+Dialect = Literal["openai", "ollama", "python", "anthropic"]
 NodeStatus = Literal["online", "degraded", "offline"]
 MemoryPressure = Literal["normal", "warn", "critical"]
 BackendKind = Literal["ollama", "llamacpp", "openai", "none"]

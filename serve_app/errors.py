@@ -1,5 +1,6 @@
 """The API's exception handlers: every error becomes the client's dialect's error body
-(:mod:`herd.convert.errors`, the one mapper per dialect); ``/v1/*`` speaks OpenAI's."""
+(:mod:`herd.convert.errors`, the one mapper per dialect); ``/v1/messages*`` speaks
+Anthropic's, the rest of ``/v1/*`` OpenAI's."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ log = logging.getLogger("herd.serve")
 
 
 def dialect_of(path: str) -> ErrorDialect:
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
     return "openai" if path.startswith("/v1/") else "ollama"
 
 

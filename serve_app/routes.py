@@ -23,6 +23,7 @@ from serve_app.errors import (
 )
 from serve_app.guard import GuardMiddleware
 from serve_app.hangup import HangupMiddleware
+from serve_app.routes_anthropic import add_anthropic_routes
 from serve_app.routes_login import add_login_routes
 from serve_app.routes_media import add_media_routes
 from serve_app.routes_models import add_model_routes
@@ -56,6 +57,7 @@ def build_app(svc: HerdService) -> FastAPI:
     add_ollama_routes(app, svc)
     add_model_routes(app, svc)
     add_openai_routes(app, svc)
+    add_anthropic_routes(app, svc)
     add_responses_routes(app, svc)
     add_media_routes(app, svc)
     add_fleet_routes(app, svc)

@@ -39,6 +39,7 @@ TRACED: dict[str, tuple[str, str]] = {
     "/v1/embeddings": ("openai", "embed"),
     "/v1/images/generations": ("openai", "image"),
     "/v1/audio/transcriptions": ("openai", "transcribe"),
+    "/v1/messages": ("anthropic", "chat"),
 }
 _ERROR_BODY_LIMIT = 16 * 1024
 

@@ -42,6 +42,8 @@ INFERENCE_POSTS = frozenset(
         "/v1/embeddings",
         "/v1/images/generations",
         "/v1/audio/transcriptions",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
     }
 )
 DASH_CALLBACKS = "/dashboard/_dash-update-component"
