@@ -1,7 +1,14 @@
-"""Joining the Ray cluster from a CLI process or a Python caller, always with a timeout."""
+"""Joining the Ray cluster from a CLI process or a Python caller, always with a timeout.
+
+Token auth is the default: unless the operator set ``RAY_AUTH_MODE`` (``disabled`` joins
+a cluster started without auth), a driver joins with ``RAY_AUTH_MODE=token`` and the
+token Ray finds (``RAY_AUTH_TOKEN``, the file in ``RAY_AUTH_TOKEN_PATH``, or
+``~/.ray/auth_token``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -9,7 +16,7 @@ from typing import Any
 
 import ray
 
-from actors import NAMESPACE
+from actors import NAMESPACE, ray_auth
 from herd.errors import FleetUnavailable
 
 
@@ -48,7 +55,11 @@ def connect(address: str = "auto", timeout: float = 15.0) -> None:
         )
     if not _reachable(gcs, min(timeout, 3.0)):
         raise FleetUnavailable(f"no Ray cluster reachable at {gcs}: is `ray start` running?")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    ray_auth.reload_auth()
+    if os.environ["RAY_AUTH_MODE"].lower() == "token" and not ray_auth.has_token():
+        raise FleetUnavailable(ray_auth.NO_TOKEN)
+    nodes = ray_auth.cluster_node_addresses(gcs, timeout=min(timeout, 10.0))
     kwargs: dict[str, Any] = {
         "address": gcs,
         "namespace": NAMESPACE,
@@ -56,13 +67,18 @@ def connect(address: str = "auto", timeout: float = 15.0) -> None:
         "logging_level": "ERROR",
         "configure_logging": True,
     }
-    host = gcs.rpartition(":")[0]
-    if host in ("127.0.0.1", "localhost"):
+    # A cluster whose nodes run on 127.0.0.1 (``launch.localray``) is joined there too;
+    # otherwise Ray takes a loopback address for the machine's LAN one.
+    on_loopback = gcs.rpartition(":")[0] in ray_auth.LOOPBACK_HOSTS
+    keep = on_loopback and "127.0.0.1" in nodes
+    if on_loopback:
         kwargs["_node_ip_address"] = "127.0.0.1"
     try:
-        ray.init(**kwargs)
+        with ray_auth.loopback_kept() if keep else contextlib.nullcontext():
+            ray.init(**kwargs)
     except Exception as exc:
-        raise FleetUnavailable(f"could not join the Ray cluster at {gcs}: {exc}") from None
+        hint = f" ({ray_auth.WRONG_TOKEN})" if "auth" in str(exc).lower() else ""
+        raise FleetUnavailable(f"could not join the Ray cluster at {gcs}: {exc}{hint}") from None
 
 
 def this_ray_node_id() -> str:

@@ -1,8 +1,16 @@
 """Start and stop Ray nodes on this machine as child processes (demo, benchmarks).
 
-Every node is ``ray start --block`` in its own process group on 127.0.0.1, so it is
-ours to stop without touching any other Ray on the machine. Each carries a custom
-resource ``herd_node_<name>`` so herd can find its Ray node id and pin actors to it.
+Every node is ``ray start --block`` (through ``launch.ray_node``, which keeps Ray's
+node address 127.0.0.1 instead of the LAN address Ray swaps in) in its own process
+group, so it is ours to stop without touching any other Ray on the machine. Each
+carries a custom resource ``herd_node_<name>`` so herd can find its Ray node id and pin
+actors to it.
+
+Every cluster has Ray's token auth on, with a token of its own (``secrets.token_hex``)
+in a 0600 file under its temp dir: each ``ray start`` gets ``RAY_AUTH_MODE=token`` and
+``RAY_AUTH_TOKEN_PATH`` (``LocalRay.auth_env``), and so does every driver that joins
+(the process that starts the head becomes one: ``use_token_here``). What Ray still
+binds on every interface (the Serve replicas' gRPC port) refuses calls without it.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -46,18 +55,32 @@ def wait_until(predicate: object, timeout: float, what: str, step: float = 0.1) 
     raise FleetUnavailable(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def ray_executable() -> str:
-    candidate = Path(sys.executable).parent / "ray"
-    return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
-
-
 def resource_name(node_name: str) -> str:
     return f"herd_node_{node_name}"
 
 
-def ray_env(serve_proxy: str = "haproxy") -> dict[str, str]:
+def auth_env(token_path: Path) -> dict[str, str]:
+    """The variables a Ray process needs to join a cluster whose token is in
+    ``token_path`` (Ray reads ``RAY_AUTH_TOKEN`` before the file: it must be unset)."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
+
+
+def write_token(path: Path) -> None:
+    """A fresh random token in ``path`` (dir 0700, file 0600, never a file we do not own)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_uid != os.getuid():
+        raise FleetUnavailable(f"{path.parent} belongs to another user: remove it first")
+    path.parent.chmod(0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+
+
+def ray_env(serve_proxy: str = "haproxy", token_path: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("RAY_AUTH_MODE", "disabled")
+    if token_path is not None:
+        env.pop("RAY_AUTH_TOKEN", None)
+        env.update(auth_env(token_path))
     env.setdefault("RAY_health_check_period_ms", "500")
     env.setdefault("RAY_health_check_failure_threshold", "3")
     env.setdefault("RAY_health_check_initial_delay_ms", "0")
@@ -86,7 +109,7 @@ class LocalRay:
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.env = ray_env(self.serve_proxy)
+        self.env = ray_env(self.serve_proxy, self.token_path)
 
     log_dir: Path = field(default_factory=lambda: Path("/tmp/herd-localray"))
 
@@ -98,11 +121,25 @@ class LocalRay:
     def address(self) -> str:
         return f"127.0.0.1:{self.gcs_port}"
 
+    @property
+    def token_path(self) -> Path:
+        """This cluster's Ray auth token (written when the head starts)."""
+        return self.temp_root / "auth_token"
+
+    def auth_env(self) -> dict[str, str]:
+        """What a driver process (``herd status``, a test's subprocess) needs to join."""
+        return auth_env(self.token_path)
+
+    def use_token_here(self) -> None:
+        """Let this process's driver (``actors.cluster.connect``) join with the token."""
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.update(self.auth_env())
+
     def _spawn(self, name: str, args: list[str]) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
         self.procs[name] = subprocess.Popen(
-            [ray_executable(), "start", "--block", *args],
+            [sys.executable, "-m", "launch.ray_node", "start", "--block", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -113,6 +150,8 @@ class LocalRay:
         self.head_name = name
         if port_open(self.gcs_port):
             raise FleetUnavailable(f"port {self.gcs_port} is taken: is another Ray running?")
+        write_token(self.token_path)
+        self.use_token_here()
         self._spawn(
             name,
             [
@@ -121,6 +160,9 @@ class LocalRay:
                 f"--temp-dir={self.temp_root / name}",
                 f"--port={self.gcs_port}",
                 "--include-dashboard=false",
+                # Ray's Client server cannot be turned off here; its default port 10001
+                # would collide between two local clusters.
+                f"--ray-client-server-port={free_port()}",
                 "--disable-usage-stats",
                 f"--num-cpus={num_cpus}",
                 "--object-store-memory=150000000",

@@ -16,7 +16,6 @@ Unit tests never request these fixtures, so they never start Ray.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from launch.localfleet import LocalFleet, NodeSpec
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray token auth is on: LocalRay gives the cluster its own token and hands it to this
+    # process (the driver); subprocesses that join get ``fleet.cluster.auth_env()``.
     tmp = tmp_path_factory.mktemp("fleet")
     settings = load_settings(
         host="127.0.0.1",

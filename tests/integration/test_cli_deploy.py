@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def _herd(
     fleet: Any, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})}
+    full_env = {**os.environ, **fleet.cluster.auth_env(), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "launch.cli", *args, "--address", fleet.cluster.address],
         capture_output=True,
@@ -82,7 +82,7 @@ def test_deploy_status_and_drain_a_new_node(fleet: Any, tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=120,
-            env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+            env={**os.environ, **fleet.cluster.auth_env()},
         )
         assert drained.returncode == 0 and "drained" in drained.stdout, drained.stderr
         wait_until(

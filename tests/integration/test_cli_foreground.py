@@ -35,7 +35,7 @@ def test_sigterm_drains_the_node_and_it_leaves(fleet: Any, tmp_path: Path) -> No
     url = fleet.start_emulator("epsilon", str(path))
     env = {
         **os.environ,
-        "RAY_AUTH_MODE": "disabled",
+        **fleet.cluster.auth_env(),
         "FLEET_NODE_OLLAMA_HOST": url,
         "FLEET_NODE_LLAMACPP": "off",
         "FLEET_HEARTBEAT_INTERVAL": "0.25",

@@ -28,7 +28,7 @@ def test_herd_stop_removes_router_nodes_and_endpoint(fleet: Any) -> None:
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        env={**os.environ, **fleet.cluster.auth_env()},
     )
     assert done.returncode == 0, done.stderr
     assert "node alpha: drained" in done.stdout
