@@ -190,6 +190,7 @@ def test_a_pull_from_a_registry_not_allowed_is_403_before_any_node(
 ) -> None:
     """Only FLEET_PULL_REGISTRIES (default registry.ollama.ai) may be pulled from: the
     node never sees the request (its emulator's counters stay put)."""
+
     def pulls() -> dict[str, int]:
         nodes = ("alpha", "beta", "gamma")
         return {n: sim.state(n)["counters"]["by_endpoint"].get("pull", 0) for n in nodes}
