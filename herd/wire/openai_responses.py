@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from herd.wire.common import (
     HerdFields,
@@ -71,14 +71,18 @@ class InputImage(WireModel):
             image_data(value)
         return value
 
-    @property
-    def data(self) -> str:
-        """The validated base64 payload of the data URI."""
+    @model_validator(mode="after")
+    def _has_url(self) -> InputImage:
         if self.image_url is None:
             if self.file_id is not None:
                 raise bare("input_image.file_id is not supported: send image_url as a data URI")
             raise bare("input_image needs image_url (a base64 data URI)")
-        return self.image_url.partition(",")[2]
+        return self
+
+    @property
+    def data(self) -> str:
+        """The validated base64 payload of the data URI."""
+        return (self.image_url or "").partition(",")[2]
 
 
 def _part_tag(value: Any) -> str | None:

@@ -284,6 +284,18 @@ BAD = [
         "tool_choice",
     ),
     ({"model": MODEL, "input": [{"role": "system", "content": "only a system"}]}, "no message"),
+    (
+        {"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+        "image_url",
+    ),
+    ({"model": MODEL, "input": [5]}, "input"),
+    ({"model": MODEL, "input": [{"type": 5}]}, "not supported"),
+    ({"model": MODEL, "input": "hi", "text": {"format": {"type": "xml"}}}, "text.format"),
+    ({"model": MODEL, "input": "hi", "tools": "x"}, "tools"),
+    ({"model": MODEL, "input": "hi", "tools": ["x"]}, "function tools"),
+    ({"model": MODEL, "input": "hi", "tool_choice": 5}, "tool_choice"),
+    ({"model": MODEL, "input": "hi", "metadata": {"tags": 5}}, "tags"),
+    ({"model": MODEL, "input": "hi", "stream": "yes"}, "stream"),
 ]
 
 
