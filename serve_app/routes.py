@@ -8,6 +8,9 @@ inference), ``routes_models`` (models in both dialects: tags, ps, show, pull, de
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -36,10 +39,47 @@ from serve_app.tracing import TraceMiddleware
 __all__ = ["OLLAMA_COMPAT_VERSION", "add_fleet_routes", "build_app"]
 
 
+def readiness(status: dict[str, Any]) -> str | None:
+    """Why the fleet cannot take requests (None: it can): no node online, or a trace
+    store that does not take writes."""
+    online = [n for n in status.get("nodes", ()) if n.get("status") == "online"]
+    if not online:
+        return "no node is online"
+    traces = status.get("traces") or {}
+    if traces and not traces.get("alive", True):
+        return "the trace writer is not running"
+    if traces.get("last_error"):
+        return f"the trace store refuses writes: {traces['last_error']}"
+    return None
+
+
 def add_fleet_routes(app: FastAPI, svc: HerdService) -> None:
     @app.get("/fleet/status")
     async def fleet_status() -> Response:
         return json_response(await svc.fleet_status())
+
+    # Probes. Who may call: anyone (public; they say nothing beyond ready or not and a
+    # reason). Bounds: /healthz does no work; /readyz one router call, bounded by
+    # FLEET_ACTOR_CALL_TIMEOUT.
+    @app.get("/healthz")
+    @app.head("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    @app.head("/readyz")
+    async def readyz() -> Response:
+        try:
+            async with asyncio.timeout(svc.settings.actor_call_timeout):
+                status = await svc.fleet_status()
+        except (HerdError, TimeoutError) as exc:
+            reason = getattr(exc, "message", None) or "the router did not answer in time"
+            return json_response({"status": "not ready", "reason": f"router: {reason}"}, 503)
+        reason = readiness(status)
+        if reason is not None:
+            return json_response({"status": "not ready", "reason": reason}, 503)
+        online = sum(1 for n in status["nodes"] if n.get("status") == "online")
+        return json_response({"status": "ready", "nodes_online": online})
 
 
 def build_app(svc: HerdService) -> FastAPI:
