@@ -89,7 +89,8 @@ def browser_fixtures(after: str, artifacts: str) -> tuple[Any, Any, Any]:
     def page(browser: Browser) -> Iterator[Any]:
         browser.take_errors()
         yield browser.page
-        assert browser.take_errors() == [], "the browser logged errors"
+        errors = browser.take_errors()
+        assert errors == [], f"the browser logged errors: {errors}"
 
     @pytest.fixture
     def shots(tmp_path: Path) -> tuple[Path, Path]:
