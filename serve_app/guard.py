@@ -141,6 +141,13 @@ class GuardMiddleware:
         presented = [value for value in secrets if value]
         caller = policy.credentials.caller(presented, _session(headers) if dashboard else None)
         refusal = policy.needs(access, caller)
+        if refusal is not None and path == DASH_CALLBACKS and access == "admin":
+            # A mutating Dash callback can fire without a click (a view loading its
+            # current values sets the toggles it watches): answer Dash's "no update"
+            # (204), so nothing changes and the page logs no error; the view says that
+            # changes need the login.
+            await Response(status_code=204)(scope, receive, send)
+            return
         if refusal is not None:
             if dashboard and method == "GET" and "text/html" in headers.get("accept", ""):
                 await RedirectResponse("/dashboard/login", status_code=303)(scope, receive, send)

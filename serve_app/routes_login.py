@@ -20,6 +20,7 @@ from serve_app.service import HerdService
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>herd: log in</title>
+<link rel="icon" href="data:,">
 <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}
 input{{width:100%;padding:.5rem;margin:.5rem 0;box-sizing:border-box}}
 .err{{color:#b00020}}</style></head>

@@ -42,6 +42,14 @@ def layout(query: Mapping[str, str]) -> html.Section:
             className="toggles",
         ),
         html.Div(id="settings-saved", role="status", **testid("settings-saved")),
+        html.P(
+            [
+                "Changing a toggle needs the admin token (`herd admin-token`): ",
+                html.A("log in", href="/dashboard/login"),
+                ".",
+            ],
+            className="hint",
+        ),
         html.H3("Nodes"),
         html.Div(id="settings-versions"),
         html.Div(id="settings-nodes", className="scroll"),

@@ -104,6 +104,20 @@ def test_layout_ids_are_unique_and_every_callback_targets_one(dash_app: Dash) ->
             assert out.rsplit(".", 1)[0] in known, f"callback output {out} is on no page"
 
 
+def test_the_mutating_outputs_the_guard_knows_are_real_callbacks(dash_app: Dash) -> None:
+    """The ingress's guard asks for the admin token by callback output: a renamed
+    output must fail here, not silently open a mutation."""
+    from dashboard.views import mutating_outputs
+    from herd.guard.access import dash_callback_access
+
+    outputs = {o.strip(".") for key in dash_app.callback_map for o in key.split("...")}
+    assert mutating_outputs() == {"settings-saved.children", "rec-pull-message.children"}
+    assert mutating_outputs() <= outputs
+    for out in mutating_outputs():
+        body = json.dumps({"output": out}).encode()
+        assert dash_callback_access(body, mutating_outputs()) == "admin"
+
+
 # --- the mount inside FastAPI -----------------------------------------------------------------
 def _matching(app: FastAPI, path: str) -> Any:
     scope = {"type": "http", "path": path, "root_path": "", "method": "GET"}

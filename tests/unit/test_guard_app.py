@@ -33,6 +33,14 @@ def _dashboard_probe(app: FastAPI) -> None:
     async def settings(request: Request) -> dict[str, Any]:
         return {"saved": (await request.body()).decode()}
 
+    @app.post("/dashboard/_dash-update-component")
+    async def callback(request: Request) -> dict[str, Any]:
+        CALLBACKS.append((await request.json())["output"])
+        return {"response": {}}
+
+
+CALLBACKS: list[str] = []  # the Dash callbacks the stand-in route ran
+
 
 @asynccontextmanager
 async def client(**over: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Fleet]]:
@@ -226,3 +234,29 @@ async def test_every_post_route_of_the_app_is_classified() -> None:
     mutations = {"/api/pull"}
     assert posts - mutations <= INFERENCE_POSTS, posts - mutations - INFERENCE_POSTS
     assert all(route_access("POST", p) == "admin" for p in mutations)
+
+
+async def test_dash_callbacks_that_mutate_run_only_for_the_admin() -> None:
+    CALLBACKS.clear()
+
+    def body(output: str) -> dict[str, Any]:
+        return {"output": output, "outputs": {}, "inputs": [], "changedPropIds": []}
+
+    url = "/dashboard/_dash-update-component"
+    async with client(host="127.0.0.1") as (http, _fleet):
+        # Reading views needs no login on a loopback-bound endpoint.
+        r = await http.post(url, json=body("..overview-nodes.children...x.figure.."))
+        assert r.status_code == 200
+        # A toggle without the login: Dash's "no update", and the callback never runs.
+        r = await http.post(url, json=body("settings-saved.children"))
+        assert r.status_code == 204 and r.content == b""
+        r = await http.post(url, json=body("rec-pull-message.children"))
+        assert r.status_code == 204
+        assert CALLBACKS == ["..overview-nodes.children...x.figure.."]
+        await http.post("/dashboard/login", data={"token": ADMIN_TOKEN})
+        r = await http.post(url, json=body("settings-saved.children"))
+        assert r.status_code == 200
+        assert CALLBACKS[-1] == "settings-saved.children"
+    async with client(host="0.0.0.0") as (http, _fleet):
+        r = await http.post(url, json=body("..overview-nodes.children...x.figure.."))
+        assert r.status_code == 401  # reading traces from another machine: the login
