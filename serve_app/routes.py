@@ -1,9 +1,12 @@
-"""The HTTP app: every route module, one error mapper per dialect, request tracing.
+"""The HTTP app: every route module, one error mapper per dialect, request tracing, the
+guard and the hang-up watch.
 
 Routes live per area: ``routes_ollama`` (Ollama inference), ``routes_openai`` (OpenAI
-inference), ``routes_models`` (models in both dialects: tags, ps, show, pull, delete,
-``/v1/models``), ``routes_media`` (images and speech-to-text in both dialects) and the
-``/fleet/*`` routes here. ``build_app`` is where anything else gets mounted.
+chat and completions), ``routes_responses`` (OpenAI Responses), ``routes_anthropic``
+(Anthropic Messages), ``routes_models`` (models in both dialects: tags, ps, show, pull,
+delete, ``/v1/models``), ``routes_media`` (images and speech-to-text in both dialects),
+``routes_login`` (the dashboard's login) and the ``/fleet/*`` routes and probes here.
+``build_app`` is where anything else gets mounted.
 """
 
 from __future__ import annotations
