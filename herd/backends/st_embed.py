@@ -64,8 +64,10 @@ def detect_st_engine(settings: Settings) -> SentenceTransformersEngine | None:
     models = find_st_models(settings.node.embed_models_dir)
     if not models:
         return None
-    # An embedding's result is its first (only) chunk: FLEET_FIRST_CHUNK_TIMEOUT bounds it.
-    return SentenceTransformersEngine(models, timeout=settings.first_chunk_timeout)
+    # An embedding's result is its first (only) chunk: the dispatcher bounds it by
+    # FLEET_FIRST_CHUNK_TIMEOUT plus the hop's margin. The engine's own bound is a backstop
+    # just past that (a cold model's load counts), so the node never cuts it first.
+    return SentenceTransformersEngine(models, timeout=settings.first_chunk_timeout + 10.0)
 
 
 def _load(path: Path, device: str | None) -> Any:
