@@ -52,6 +52,15 @@ class GuardPolicy:
         self.mutating_outputs = mutating_outputs
         # Only this machine can reach an endpoint bound to loopback: no login for reads.
         self.local_only = settings.host in LOOPBACK_BINDS or settings.host.startswith("127.")
+        self._hosts: dict[str | None, bool] = {}  # Host header -> allowed (a few names)
+
+    def host_allowed(self, host: str | None) -> bool:
+        known = self._hosts.get(host)
+        if known is None:
+            if len(self._hosts) > 1024:  # bounded: arbitrary Host values cannot grow it
+                self._hosts.clear()
+            known = self._hosts[host] = self.browser.host_allowed(host)
+        return known
 
     def needs(self, access: Access, caller: Caller) -> HerdError | None:
         """None when ``caller`` may go on; else the refusal."""
@@ -73,11 +82,30 @@ class GuardPolicy:
         )
 
 
+_WANTED = frozenset(
+    {
+        b"host",
+        b"origin",
+        b"content-length",
+        b"authorization",
+        b"x-api-key",
+        b"cookie",
+        b"accept",
+        b"access-control-request-method",
+        b"access-control-request-headers",
+    }
+)
+
+
 def _headers(scope: Scope) -> dict[str, str]:
+    """The request headers the guard reads (a repeated one joined with commas, so two
+    Host headers never pass as one)."""
     out: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
+        name_b = raw_name.lower()
+        if name_b not in _WANTED:
+            continue
+        name, value = name_b.decode("latin-1"), raw_value.decode("latin-1")
         out[name] = f"{out[name]},{value}" if name in out else value
     return out
 
@@ -108,7 +136,7 @@ class GuardMiddleware:
         method: str = scope.get("method", "GET")
         headers = _headers(scope)
         host, origin = headers.get("host"), headers.get("origin")
-        if not policy.browser.host_allowed(host):
+        if not policy.host_allowed(host):
             await self._refuse(scope, receive, send, Forbidden(f"host {host!r} is not allowed"))
             return
         if not policy.browser.origin_allowed(origin, host):
