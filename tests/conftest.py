@@ -16,6 +16,7 @@ Unit tests never request these fixtures, so they never start Ray.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,26 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     local = LocalFleet(settings, specs)
     try:
         local.start()
+        _load_minilm(local.endpoint)
         yield local
     finally:
         local.stop()
+
+
+def _load_minilm(endpoint: str, timeout: float = 180.0) -> None:
+    """MiniLM loads on its first request (8 s on a busy 2-core box: torch, then the
+    model), longer than this fleet's first-chunk limit (3 s plus the hop's margin): load
+    it once before the tests, which are about embeddings, not about a cold load. The node
+    finishes loading after a first request gave up, so a later one finds it loaded."""
+    deadline = time.monotonic() + timeout
+    body = {"model": "all-minilm:l6-v2", "input": "warm up"}
+    while True:
+        r = httpx.post(f"{endpoint}/api/embed", json=body, timeout=60)
+        if r.status_code == 200:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"MiniLM did not load: {r.status_code} {r.text[:200]}")
+        time.sleep(0.5)  # the poll step while the node loads it
 
 
 def _free_port() -> int:
