@@ -89,6 +89,7 @@ async def main(n: int, rounds: int) -> dict[str, Any]:
             for _ in range(rounds):
                 for name, http in clients.items():
                     for work in WORKLOADS:
+                        fleet.nodes.add(heartbeat("alpha", loaded=["tiny:1b"]))  # stays online
                         us = await _time(http, work, n, cases[name])
                         results.setdefault(work, {}).setdefault(name, []).append(us)
         finally:
