@@ -8,7 +8,6 @@ Errors are raised as :mod:`herd.errors` types and mapped by ``serve_app.errors``
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -25,6 +24,8 @@ from herd.errors import BadRequest, HerdError, PayloadTooLarge, Unauthorized
 from herd.guard.credentials import current_caller, read_admin_token
 from herd.json_codec import dumps
 from herd.settings import Settings
+from herd.traces.context import current_trace
+from herd.traces.request_ids import new_request_id
 
 JSON = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson"
@@ -111,7 +112,8 @@ class HerdService:
     @staticmethod
     def request_meta(request: Request) -> dict[str, Any]:
         return {
-            "request_id": secrets.token_hex(16),  # 32 hex digits, like a uuid4 hex
+            # The trace middleware's id (a valid X-Request-Id, else herd's own).
+            "request_id": trace.request_id if (trace := current_trace.get()) else new_request_id(),
             "received_at": time.time(),
             "header_tags": request.headers.get("x-herd-tags"),
             "client": request.client.host if request.client else None,

@@ -4,9 +4,11 @@ It opens a :class:`~herd.traces.context.TraceContext` before the route runs (the
 dispatcher fills in the request, routing decisions and the answer), watches the
 response go out (status code; the error message of a 4xx/5xx body; whether the last
 byte was sent or the client went away) and closes the trace into the dispatcher's
-outbox exactly once. Malformed bodies, unknown models, full queues and disconnects are
-therefore traced like served requests. Pure ASGI (no ``BaseHTTPMiddleware``), so
-streaming responses pass through untouched.
+outbox exactly once. Every HTTP response, traced or not, carries the request's id as
+``X-Request-Id`` and ``X-Herd-Request-Id`` (:mod:`herd.traces.request_ids`: a valid
+incoming ``X-Request-Id`` becomes the trace id). Malformed bodies, unknown models,
+full queues and disconnects are therefore traced like served requests. Pure ASGI (no
+``BaseHTTPMiddleware``), so streaming responses pass through untouched.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from herd.dispatch.trace_shipper import TraceShipper
 from herd.traces.context import TraceContext, current_trace
+from herd.traces.request_ids import AssignedId, RequestIds
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +45,22 @@ TRACED: dict[str, tuple[str, str]] = {
     "/v1/messages": ("anthropic", "chat"),
 }
 _ERROR_BODY_LIMIT = 16 * 1024
+_ID_HEADERS = (b"x-request-id", b"x-herd-request-id")
+
+
+def _request_id_header(scope: Scope) -> str | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"x-request-id":
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _with_ids(message: Message, ids: AssignedId) -> None:
+    """Set the response's id headers (replacing any a route set)."""
+    headers = [(k, v) for k, v in message.get("headers") or () if k.lower() not in _ID_HEADERS]
+    headers.append((b"x-request-id", ids.echo.encode("latin-1")))
+    headers.append((b"x-herd-request-id", ids.trace_id.encode("latin-1")))
+    message["headers"] = headers
 
 
 def error_message(body: bytes) -> str | None:
@@ -64,13 +83,24 @@ class TraceMiddleware:
     def __init__(self, app: ASGIApp, shipper: Callable[[], TraceShipper]) -> None:
         self.app = app
         self.shipper = shipper
+        self.ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = TRACED.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if route is None or scope.get("method") != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ctx = TraceContext(dialect=route[0], kind=route[1])
+        ids = self.ids.assign(_request_id_header(scope))
+        route = TRACED.get(scope.get("path", ""))
+        if route is None or scope.get("method") != "POST":
+
+            async def id_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    _with_ids(message, ids)
+                await send(message)
+
+            await self.app(scope, receive, id_send)
+            return
+        ctx = TraceContext(dialect=route[0], kind=route[1], request_id=ids.trace_id)
         token = current_trace.set(ctx)
         error_body = bytearray()
         finished = False
@@ -79,6 +109,7 @@ class TraceMiddleware:
             nonlocal finished
             if message["type"] == "http.response.start":
                 ctx.http_status = int(message["status"])
+                _with_ids(message, ids)
             elif message["type"] == "http.response.body":
                 if (ctx.http_status or 200) >= 400 and len(error_body) < _ERROR_BODY_LIMIT:
                     error_body.extend(message.get("body", b""))

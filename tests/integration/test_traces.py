@@ -107,3 +107,24 @@ def test_abandoned_stream_is_traced_as_disconnected(endpoint: str, sim: Any) -> 
             break  # hang up after the first chunk
     trace = _wait_trace(endpoint, rid)
     assert trace["status"] == "disconnected" and trace["node_id"] == "gamma"
+
+
+def test_x_request_id_through_serve_is_the_trace_id(endpoint: str) -> None:
+    rid = f"client-{uuid.uuid4()}"
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream(
+            "POST",
+            f"{endpoint}/api/chat",
+            json={"model": "tiny:1b", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"X-Request-Id": rid},
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        assert resp.headers.get_list("x-request-id") == [rid]  # one value: Serve adds none
+        assert resp.headers["x-herd-request-id"] == rid
+        resp.read()
+    trace = _wait_trace(endpoint, rid)
+    assert trace["request_id"] == rid and trace["status"] == "ok"
+    untraced = httpx.get(f"{endpoint}/api/tags", timeout=10)
+    assert len(untraced.headers.get_list("x-request-id")) == 1
