@@ -30,7 +30,7 @@ class HerdIngress:
         self.service = HerdService(settings)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        app = build_app(self.service)
+        app = build_app(self.service, behind_serve=True)
         add_dashboard(app, self.service)
         return app
 

@@ -85,7 +85,10 @@ def add_fleet_routes(app: FastAPI, svc: HerdService) -> None:
         return json_response({"status": "ready", "nodes_online": online})
 
 
-def build_app(svc: HerdService) -> FastAPI:
+def build_app(svc: HerdService, behind_serve: bool = False) -> FastAPI:
+    """The API app. ``behind_serve``: Ray Serve's own request-id layer already echoes
+    ``X-Request-Id`` (and makes one up when the client sent none), so the trace middleware
+    then sets only ``X-Herd-Request-Id``."""
     app = FastAPI(
         title="herd",
         version=__version__,
@@ -111,5 +114,7 @@ def build_app(svc: HerdService) -> FastAPI:
     app.add_middleware(HangupMiddleware)
     # Every inference request gets a trace, rejected and abandoned ones included; added
     # last, so it is the outermost layer and traces the guard's refusals too.
-    app.add_middleware(TraceMiddleware, shipper=lambda: svc.dispatcher.traces)
+    app.add_middleware(
+        TraceMiddleware, shipper=lambda: svc.dispatcher.traces, echo_request_id=not behind_serve
+    )
     return app

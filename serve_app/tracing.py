@@ -40,6 +40,7 @@ TRACED: dict[str, tuple[str, str]] = {
     "/v1/responses": ("openai", "chat"),
     "/v1/completions": ("openai", "generate"),
     "/v1/embeddings": ("openai", "embed"),
+    "/v1/rerank": ("openai", "rerank"),
     "/v1/images/generations": ("openai", "image"),
     "/v1/audio/transcriptions": ("openai", "transcribe"),
     "/v1/messages": ("anthropic", "chat"),
@@ -55,10 +56,11 @@ def _request_id_header(scope: Scope) -> str | None:
     return None
 
 
-def _with_ids(message: Message, ids: AssignedId) -> None:
+def _with_ids(message: Message, ids: AssignedId, echo: bool) -> None:
     """Set the response's id headers (replacing any a route set)."""
     headers = [(k, v) for k, v in message.get("headers") or () if k.lower() not in _ID_HEADERS]
-    headers.append((b"x-request-id", ids.echo.encode("latin-1")))
+    if echo:
+        headers.append((b"x-request-id", ids.echo.encode("latin-1")))
     headers.append((b"x-herd-request-id", ids.trace_id.encode("latin-1")))
     message["headers"] = headers
 
@@ -80,10 +82,15 @@ def error_message(body: bytes) -> str | None:
 
 
 class TraceMiddleware:
-    def __init__(self, app: ASGIApp, shipper: Callable[[], TraceShipper]) -> None:
+    def __init__(
+        self, app: ASGIApp, shipper: Callable[[], TraceShipper], echo_request_id: bool = True
+    ) -> None:
         self.app = app
         self.shipper = shipper
         self.ids = RequestIds()
+        # Under Ray Serve its RequestIdMiddleware echoes X-Request-Id (the client's, or
+        # one it made up and put in the request's headers, which is then the trace id).
+        self.echo = echo_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,7 +102,7 @@ class TraceMiddleware:
 
             async def id_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    _with_ids(message, ids)
+                    _with_ids(message, ids, self.echo)
                 await send(message)
 
             await self.app(scope, receive, id_send)
@@ -109,7 +116,7 @@ class TraceMiddleware:
             nonlocal finished
             if message["type"] == "http.response.start":
                 ctx.http_status = int(message["status"])
-                _with_ids(message, ids)
+                _with_ids(message, ids, self.echo)
             elif message["type"] == "http.response.body":
                 if (ctx.http_status or 200) >= 400 and len(error_body) < _ERROR_BODY_LIMIT:
                     error_body.extend(message.get("body", b""))
