@@ -121,10 +121,18 @@ def test_x_request_id_through_serve_is_the_trace_id(endpoint: str) -> None:
         ) as resp,
     ):
         assert resp.status_code == 200
-        assert resp.headers.get_list("x-request-id") == [rid]  # one value: Serve adds none
+        assert resp.headers.get_list("x-request-id") == [rid]  # once: Serve's echo
         assert resp.headers["x-herd-request-id"] == rid
         resp.read()
     trace = _wait_trace(endpoint, rid)
     assert trace["request_id"] == rid and trace["status"] == "ok"
     untraced = httpx.get(f"{endpoint}/api/tags", timeout=10)
     assert len(untraced.headers.get_list("x-request-id")) == 1
+    # No header: Serve makes one up, and it is the trace id too.
+    r = httpx.post(
+        f"{endpoint}/api/chat",
+        json={"model": "tiny:1b", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=60,
+    )
+    assert r.headers.get_list("x-request-id") == [r.headers["x-herd-request-id"]]
+    assert _wait_trace(endpoint, r.headers["x-herd-request-id"])["status"] == "ok"
