@@ -10,18 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from herd.model_names import canonical_model  # the name rule, here for its many importers
+
 RequestKind = Literal["chat", "generate", "embed", "embeddings", "image", "transcribe"]
 Dialect = Literal["openai", "ollama", "python", "anthropic"]
 NodeStatus = Literal["online", "degraded", "offline"]
 MemoryPressure = Literal["normal", "warn", "critical"]
 BackendKind = Literal["ollama", "llamacpp", "openai", "none"]
-
-
-def canonical_model(name: str) -> str:
-    """Ollama's matching rule: case-insensitive, a missing tag means ``latest``."""
-    name = name.strip().lower()
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herd.errors import ConfigError
+from herd.model_names import ModelAliases
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -268,6 +269,13 @@ class Settings(BaseSettings):
     max_event_streams: int = Field(
         default=16, ge=1, description="Concurrent /dashboard/events streams per replica"
     )
+    model_aliases: str = Field(
+        default="",
+        description="Model names clients insist on mapped to fleet models: a JSON object "
+        '{"gpt-4o-mini": "smollm2:135m"} or the path of a JSON/YAML file holding one; '
+        "resolved before routing in every dialect, listed in /v1/models when the target is "
+        "served, traced as requested vs served",
+    )
     node: NodeSettings = Field(default_factory=NodeSettings)
 
     @field_validator("log_level", mode="before")
@@ -301,6 +309,18 @@ class Settings(BaseSettings):
         if self.api_keys is None or not self.api_keys.get_secret_value().strip():
             return {}
         return {key: name for name, key in parse_api_keys(self.api_keys.get_secret_value())}
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _check_aliases(cls, value: str, info: ValidationInfo) -> str:
+        # Kept as the table's JSON, so a replica elsewhere needs no alias file.
+        chars = info.data.get("max_model_name_chars")
+        table = ModelAliases.parse(value, chars) if chars is not None else None
+        return table.to_text() if table else ""
+
+    def model_alias_table(self) -> ModelAliases:
+        """``FLEET_MODEL_ALIASES`` as a lookup table (empty: no aliases)."""
+        return ModelAliases.parse(self.model_aliases, self.max_model_name_chars)
 
     @field_validator("data_dir")
     @classmethod

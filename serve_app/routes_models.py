@@ -5,6 +5,11 @@
 ``loaded_on``, ``node``, ``category``), which clients ignore. Pull and delete take a
 ``node`` (body field or ``X-Herd-Node`` header); the responses name the node(s) in
 ``X-Herd-Node``.
+
+Aliases (``FLEET_MODEL_ALIASES``): ``/v1/models`` lists each one whose target the fleet
+serves and ``/v1/models/{alias}`` finds it (OpenAI clients check those), ``/api/show``
+shows the target; ``/api/tags`` and ``/api/ps`` stay the inventory of real models (what
+pull, delete and copy act on), and pull and delete never resolve an alias.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from herd import convert
 from herd.convert.headers import header_value
+from herd.convert.openai_models import find_openai_model
 from herd.dispatch.model_ops import Pull
 from herd.domain import ModelOnDisk, canonical_model
 from herd.errors import BackendError, HerdError, ModelNotFound
@@ -130,12 +136,13 @@ def add_model_routes(app: FastAPI, svc: HerdService) -> None:
 
     @app.get("/v1/models")
     async def models() -> Response:
-        return json_response(convert.openai_model_list(_models(await svc.catalog())))
+        listed = convert.openai_model_list(_models(await svc.catalog()), svc.models.aliases)
+        return json_response(listed)
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> Response:
-        key = canonical_model(check_model_name(model_id, limits))
-        for entry in _models(await svc.catalog()):
-            if canonical_model(entry.name) == key:
-                return json_response(convert.openai_model(entry))
-        raise ModelNotFound(f"The model `{model_id}` does not exist")
+        check_model_name(model_id, limits)
+        found = find_openai_model(_models(await svc.catalog()), model_id, svc.models.aliases)
+        if found is None:
+            raise ModelNotFound(f"The model `{model_id}` does not exist")
+        return json_response(found)

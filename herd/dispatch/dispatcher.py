@@ -29,7 +29,7 @@ from herd.dispatch.attempts import (
 from herd.dispatch.auto_pull import auto_pull
 from herd.dispatch.model_ops import ModelOps
 from herd.dispatch.ports import Answer, Chunk, NodePort, RouterPort
-from herd.dispatch.prep import RoutePlan, plan_route, settle
+from herd.dispatch.prep import RoutePlan, plan_route, settle, with_aliases
 from herd.dispatch.router_link import LinkTiming, RouterLink
 from herd.domain import Decision, InferenceRequest, Outcome
 from herd.errors import (
@@ -134,6 +134,7 @@ class Dispatcher:
         self.mirror = self.link.mirror
         self.traces = self.link.traces
         self.models = ModelOps(settings, self.link, nodes)
+        self.aliases = self.models.aliases  # FLEET_MODEL_ALIASES
 
     # --- life cycle and router reads ------------------------------------------------------
     def close(self) -> None:
@@ -225,7 +226,8 @@ class Dispatcher:
         """Pick a node and wait for its first chunks; retry or move elsewhere on a failure
         before them. The rest of the answer is :attr:`Served.rest`."""
         ctx, own = self.traces.open()
-        ctx.request(req)
+        ctx.request(req)  # the trace's requested model: the name the client sent
+        req = with_aliases(req, self.aliases)
         tries = Attempts(self.settings.max_retries)
         limit = first_chunk_limit(self.settings, req.kind)
         while True:

@@ -42,6 +42,7 @@ class ModelOps:
         self.settings = settings
         self.link = link
         self.nodes = nodes
+        self.aliases = settings.model_alias_table()
 
     async def catalog(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.link.call("catalog")
@@ -61,7 +62,9 @@ class ModelOps:
 
     # --- show ----------------------------------------------------------------------------
     async def show(self, model: str, verbose: bool = False) -> tuple[str, dict[str, Any]]:
-        """(node, ``/api/show`` body) from the first holder that answers."""
+        """(node, ``/api/show`` body) from the first holder that answers; an alias
+        (``FLEET_MODEL_ALIASES``) shows its target."""
+        model = self.aliases.resolve(model)
         last: HerdError | None = None
         for node_id in model_targets.show_targets(await self.catalog(), model):
             try:

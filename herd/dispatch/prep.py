@@ -1,5 +1,8 @@
 """What the dispatcher does to a request around its routing decision, as pure functions.
 
+First (:func:`with_aliases`): the model names the client sent become fleet models
+through ``FLEET_MODEL_ALIASES`` (the one place they do; the trace keeps the name sent).
+
 Before deciding (:func:`plan_route`): the request's features for the policies
 (:class:`RouteQuery`), and the models to try in order: the requested one and its
 ``fallback_models``, or, with the VRAM-aware fallback on (runtime toggle, or the request
@@ -18,12 +21,26 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from herd.convert.routing import fallback_chain
 from herd.domain import Decision, FleetSnapshot, InferenceRequest, canonical_model
+from herd.model_names import ModelAliases
 from herd.scoring import RouteQuery
 from herd.scoring.context import ContextMode, ContextProtection, protect_context
 from herd.scoring.vram_fallback import VramFallback, requested_in_body, vram_fallback
 
 _CONTEXT_KINDS = ("chat", "generate")
+
+
+def with_aliases(req: InferenceRequest, aliases: ModelAliases) -> InferenceRequest:
+    """``req`` with its model and fallback models resolved through the aliases (a
+    fallback that resolves to the model itself, or to an earlier fallback, is dropped)."""
+    if not aliases:
+        return req
+    model = aliases.resolve(req.model)
+    fallbacks = fallback_chain(model, [aliases.resolve(m) for m in req.fallback_models])
+    if model == req.model and fallbacks == req.fallback_models:
+        return req
+    return replace(req, model=model, fallback_models=fallbacks)
 
 
 @dataclass(frozen=True, slots=True)

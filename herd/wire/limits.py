@@ -21,7 +21,6 @@ needs (:func:`limits_of`). What is checked where:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from pydantic import ValidationInfo
 
 from herd.errors import BadRequest
+from herd.model_names import name_problem
 from herd.settings import Settings
 
 INT64_MIN = -(2**63)
@@ -36,12 +36,6 @@ INT64_MAX = 2**63 - 1
 
 MAX_FALLBACK_MODELS = 16
 """``fallback_models`` per request: each one may cost the router a full decision."""
-
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]*")
-NAME_HELP = (
-    "invalid model name: use ASCII letters, digits and _ . : / - @ + "
-    "(starting with a letter, digit or _)"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +95,9 @@ def limits_of(info: ValidationInfo) -> Limits:
 
 
 def model_name_problem(name: str, limits: Limits) -> str | None:
-    """Why ``name`` is not an acceptable model name, or None when it is."""
-    if len(name) > limits.model_name_chars:
-        return f"model name is longer than {limits.model_name_chars} characters"
-    if _NAME.fullmatch(name) is None:
-        return NAME_HELP
-    return None
+    """Why ``name`` is not an acceptable model name, or None when it is (the rule is
+    :func:`herd.model_names.name_problem`, which the settings' aliases pass too)."""
+    return name_problem(name, limits.model_name_chars)
 
 
 def check_model_name(name: str, limits: Limits = DEFAULT_LIMITS) -> str:

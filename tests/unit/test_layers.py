@@ -17,7 +17,7 @@ PACKAGES = ("herd", "actors", "dashboard", "serve_app", "launch")
 
 # Lowest first. Keep in step with "What may import what" in ARCHITECTURE.md.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"herd.errors"}),
+    frozenset({"herd.errors", "herd.model_names"}),
     frozenset({"herd", "herd.settings", "herd.domain", "herd.deadlines", "herd.json_codec"}),
     frozenset({"herd.taxonomy"}),
     frozenset(
