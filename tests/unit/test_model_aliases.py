@@ -225,9 +225,7 @@ SERVED = [
 
 
 def test_the_model_list_names_each_alias_whose_target_is_served() -> None:
-    table = parse(
-        {"gpt-4o-mini": "smollm2:135m", "ghost": "nobody:1b", "qwen3:8b": "smollm2:135m"}
-    )
+    table = parse({"gpt-4o-mini": "smollm2:135m", "ghost": "nobody:1b", "qwen3:8b": "smollm2:135m"})
     data = openai_model_list(SERVED, table)["data"]
     assert [m["id"] for m in data] == ["smollm2:135m", "qwen3:8b", "gpt-4o-mini"]
     target = next(m for m in data if m["id"] == "smollm2:135m")
