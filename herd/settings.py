@@ -255,6 +255,12 @@ class Settings(BaseSettings):
     )
     max_ctx: int = Field(default=1048576, ge=512, description="Largest num_ctx")
     max_embed_inputs: int = Field(default=2048, ge=1, description="Inputs per embedding request")
+    max_rerank_documents: int = Field(
+        default=1000, ge=1, description="Documents per rerank request (/v1/rerank)"
+    )
+    max_rerank_chars: int = Field(
+        default=32768, ge=1, description="Characters of a rerank query and of each document"
+    )
     max_images: int = Field(default=4, ge=1, le=100, description="Images per request (n)")
     max_image_pixels: int = Field(
         default=2048 * 2048, ge=64 * 64, description="width x height of one image"

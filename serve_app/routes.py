@@ -35,6 +35,7 @@ from serve_app.routes_media import add_media_routes
 from serve_app.routes_models import add_model_routes
 from serve_app.routes_ollama import OLLAMA_COMPAT_VERSION, add_ollama_routes
 from serve_app.routes_openai import add_openai_routes
+from serve_app.routes_rerank import add_rerank_routes
 from serve_app.routes_responses import add_responses_routes
 from serve_app.service import HerdService, json_response
 from serve_app.tracing import TraceMiddleware
@@ -103,6 +104,7 @@ def build_app(svc: HerdService, behind_serve: bool = False) -> FastAPI:
     add_ollama_routes(app, svc)
     add_model_routes(app, svc)
     add_openai_routes(app, svc)
+    add_rerank_routes(app, svc)
     add_anthropic_routes(app, svc)
     add_responses_routes(app, svc)
     add_media_routes(app, svc)

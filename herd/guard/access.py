@@ -40,6 +40,7 @@ INFERENCE_POSTS = frozenset(
         "/v1/responses",
         "/v1/completions",
         "/v1/embeddings",
+        "/v1/rerank",
         "/v1/images/generations",
         "/v1/audio/transcriptions",
         "/v1/messages",

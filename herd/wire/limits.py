@@ -14,6 +14,8 @@ needs (:func:`limits_of`). What is checked where:
   ``FLEET_MAX_PREDICT``; ``options.num_ctx``: 1 to ``FLEET_MAX_CTX``; every integer
   option within 64 bits (:mod:`herd.wire.common`);
 * embedding inputs per request: ``FLEET_MAX_EMBED_INPUTS``;
+* rerank documents per request: ``FLEET_MAX_RERANK_DOCUMENTS``, the query and each document
+  at most ``FLEET_MAX_RERANK_CHARS`` characters;
 * images: ``n`` up to ``FLEET_MAX_IMAGES``, width x height up to ``FLEET_MAX_IMAGE_PIXELS``,
   ``steps`` up to ``FLEET_MAX_IMAGE_STEPS``;
 * audio: ``FLEET_MAX_AUDIO_SECONDS``, measured by decoding (:mod:`herd.wire.audio`).
@@ -48,6 +50,8 @@ class Limits:
     predict: int
     ctx: int
     embed_inputs: int
+    rerank_documents: int
+    rerank_chars: int
     images: int
     image_pixels: int
     image_steps: int
@@ -62,6 +66,8 @@ class Limits:
             predict=settings.max_predict,
             ctx=settings.max_ctx,
             embed_inputs=settings.max_embed_inputs,
+            rerank_documents=settings.max_rerank_documents,
+            rerank_chars=settings.max_rerank_chars,
             images=settings.max_images,
             image_pixels=settings.max_image_pixels,
             image_steps=settings.max_image_steps,
@@ -80,6 +86,8 @@ DEFAULT_LIMITS = Limits(
     predict=_default("max_predict"),
     ctx=_default("max_ctx"),
     embed_inputs=_default("max_embed_inputs"),
+    rerank_documents=_default("max_rerank_documents"),
+    rerank_chars=_default("max_rerank_chars"),
     images=_default("max_images"),
     image_pixels=_default("max_image_pixels"),
     image_steps=_default("max_image_steps"),
