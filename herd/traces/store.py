@@ -2,10 +2,11 @@
 
 ``TraceStore(url)`` takes any SQLAlchemy URL; :func:`database_url` picks
 ``Settings.database_url`` or, by default, the SQLite file ``<data_dir>/herd.db``.
-Tables are created on construction. ``write_batch`` is idempotent: rows whose
-``request_id`` is already stored are skipped (``INSERT ... ON CONFLICT DO NOTHING`` on
-SQLite and PostgreSQL, a select-then-insert elsewhere), so replaying a journal never
-duplicates a trace.
+The schema is migrated to head on construction (``herd.traces.migrate``: Alembic, one
+process at a time; a database from before migrations is adopted in place).
+``write_batch`` is idempotent: rows whose ``request_id`` is already stored are skipped
+(``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL, a select-then-insert
+elsewhere), so replaying a journal never duplicates a trace.
 
 Every row is repaired to its columns before the write (``herd.traces.repair``: NUL and
 lone surrogates out, text cut to the column's length, integers clamped, NaN out), so a
@@ -14,7 +15,7 @@ refusing its whole batch on PostgreSQL. A lone record the database still refuses
 tried once more with ASCII-only text before the error reaches the writer, which then
 quarantines it (``herd.traces.writer``). ``probe`` tells the writer whether the database
 takes a clean record at all (a refusal is then the record's fault, not the database's).
-A database that is down when the store opens does not stop it: the schema is created at
+A database that is down when the store opens does not stop it: the schema is migrated at
 the first write that reaches it.
 """
 
@@ -32,11 +33,13 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, delete, event, insert, make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, SQLModel
 
 from herd.errors import BadRequest
 from herd.settings import Settings
+from herd.traces import migrate
+from herd.traces.migrate import database_url, sqlite_pragmas
 from herd.traces.records import TraceRecord, normalize_tags
 from herd.traces.repair import (
     RowRules,
@@ -55,7 +58,6 @@ from herd.traces.tables import (
     TraceTag,
 )
 
-SQLITE_FILE_NAME = "herd.db"
 PG_CONNECT_TIMEOUT_S = 10  # a database host that does not answer fails the write, retried
 
 log = logging.getLogger(__name__)
@@ -65,13 +67,6 @@ _RULES: dict[type[SQLModel], RowRules] = {
     table: RowRules(rules_of(table, _KEYS))
     for table in (RequestTrace, TraceTag, LatencyObservation)
 }
-
-
-def database_url(settings: Settings) -> str:
-    """``FLEET_DATABASE_URL`` when set, else SQLite at ``<data_dir>/herd.db``."""
-    if settings.database_url:
-        return settings.database_url
-    return f"sqlite:///{settings.data_dir / SQLITE_FILE_NAME}"
 
 
 def _make_engine(url: str) -> Engine:
@@ -88,12 +83,7 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            # WAL: readers (the dashboard) never block the writer, and the other way round.
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+            sqlite_pragmas(dbapi_conn)  # WAL, incremental auto-vacuum, busy wait
 
         return engine
     # hide_parameters: an error (logged, or kept as the writer's last error) never carries
@@ -198,23 +188,14 @@ class TraceStore:
             if self.dialect == "sqlite":
                 raise
             # The server is away: the writer journals and retries; the first write that
-            # reaches it creates the tables.
-            log.warning("trace database unreachable (%s); tables are created later", describe(exc))
+            # reaches it migrates the schema.
+            log.warning("trace database unreachable (%s); schema migrated later", describe(exc))
 
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        tables = [t.__table__ for t in TRACE_TABLES]  # type: ignore[union-attr]
-        for attempt in range(10):
-            try:
-                SQLModel.metadata.create_all(self.engine, tables=tables)
-                break
-            except DBAPIError as exc:
-                # Another process (router, ingress replicas) created a table at the same
-                # moment; the next pass skips the tables that exist now.
-                down = isinstance(exc, OperationalError | InterfaceError)
-                if attempt == 9 or (down and self.dialect != "sqlite"):
-                    raise
+        # Alembic, one process at a time (a lock); a database at head is only read.
+        migrate.upgrade(self.engine)
         self._schema_ready = True
 
     @classmethod
