@@ -76,6 +76,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         # property tests and by bench/fleet.py over the real router and emulators.
         routing_policy="score",
         admin_token=ADMIN_TOKEN,
+        # tests/integration/test_model_aliases.py: names clients insist on
+        model_aliases='{"gpt-4o-mini": "smollm2:135m", "claude-haiku-4-5": "tiny:1b"}',
     )
     specs = (
         *(
