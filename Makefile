@@ -27,8 +27,9 @@ $(MODELS): | $(STAMP)
 
 setup: $(STAMP) $(MODELS)
 
-# Debian packages the tests use for real (needs root; a no-op when all are present).
-SYSTEM_PACKAGES := chromium postgresql espeak-ng
+# Debian packages the tests use for real (needs root; a no-op when all are present);
+# prometheus: its server and promtool, run from a temp dir by the tests (never the service).
+SYSTEM_PACKAGES := chromium postgresql espeak-ng prometheus
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -16,6 +16,7 @@ from actors.naming import kill_named
 from herd.domain import Decision, NodeHeartbeat, Outcome
 from herd.errors import BadRequest
 from herd.logs import configure_logging
+from herd.metrics import FleetMetrics
 from herd.routing.core import RouterCore
 from herd.routing.events import Event, MirrorData
 from herd.routing.maintenance import Warm
@@ -43,6 +44,10 @@ class RouterActor:
         self.trace_store = TraceStore.from_settings(settings)
         self.trace_writer = TraceWriter.claim(
             self.trace_store, settings.data_dir / "traces" / "spool"
+        )
+        # /metrics (herd.metrics): every replica's traces and reports, counted here once.
+        self.fleet_metrics = FleetMetrics(
+            self._metrics_status, self.core.known_model, settings.metrics
         )
 
     async def start(self) -> bool:
@@ -131,7 +136,8 @@ class RouterActor:
         attempt: int = 0,
         query: RouteQuery | None = None,
     ) -> Decision:
-        return await self.core.acquire(request_id, models, exclude, attempt, query=query)
+        decision = self.core.acquire(request_id, models, exclude, attempt, query=query)
+        return await self.fleet_metrics.timed(models[0] if models else None, decision)
 
     def release(self, outcome: Outcome) -> None:
         self.core.release(outcome)
@@ -139,6 +145,7 @@ class RouterActor:
     def report(self, source: str, seq: int, events: Sequence[Event]) -> None:
         """Begin/end events an ingress routed by itself (``herd.routing.mirror``)."""
         self.core.report(source, seq, events)
+        self.fleet_metrics.events(events)
 
     async def view(
         self, epoch: str | None = None, since: int = -1, wait: float = 0.0
@@ -167,7 +174,17 @@ class RouterActor:
     async def record_traces(self, records: Sequence[TraceRecord]) -> int:
         """Journal finished request traces; returning acknowledges them."""
         await asyncio.to_thread(self.trace_writer.submit, records)
+        self.fleet_metrics.traces(records)
         return len(records)
+
+    def metrics(self) -> bytes:
+        """``/metrics``: Prometheus's text format (empty with FLEET_METRICS off)."""
+        return self.fleet_metrics.exposition()
+
+    def _metrics_status(self) -> dict[str, Any]:
+        status = self.core.status()
+        status["traces"] = self.trace_writer.stats()
+        return status
 
     async def flush_traces(self, timeout: float = 10.0) -> bool:
         """Wait until every acknowledged trace is in the database (tests, shutdown)."""

@@ -224,6 +224,17 @@ class Settings(BaseSettings):
         "name -> key); when set, every /v1/* and /api/* route but / and /api/version needs "
         "one (Authorization: Bearer or x-api-key); the key's name is traced as tag key:NAME",
     )
+    metrics: bool = Field(
+        default=True,
+        description="Serve GET /metrics (Prometheus text format, the whole fleet's numbers "
+        "from any replica); off: /metrics is a 404 and the router records nothing",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token (16+ characters) that may read /metrics and nothing else, "
+        "for Prometheus' scrape config; the admin token may too, and anyone when the "
+        "endpoint listens on loopback only",
+    )
     origins: str = Field(
         default="",
         description="Browser origins allowed besides Ollama's defaults (localhost, 127.0.0.1, "
@@ -296,7 +307,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         return value
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "metrics_token")
     @classmethod
     def _long_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().strip()) < 16:

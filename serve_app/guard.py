@@ -45,7 +45,9 @@ class GuardPolicy:
         mutating_outputs: frozenset[str] = frozenset(),
         browser: BrowserPolicy | None = None,
     ) -> None:
-        self.credentials = Credentials(admin_token, settings.api_key_table())
+        token = settings.metrics_token
+        metrics = token.get_secret_value().strip() if token is not None else None
+        self.credentials = Credentials(admin_token, settings.api_key_table(), metrics)
         self.browser = browser or BrowserPolicy.build(settings.origins, settings.allowed_hosts)
         self.max_body = settings.max_body_bytes
         self.dashboard_max_body = settings.dashboard_max_body_bytes
@@ -73,8 +75,15 @@ class GuardPolicy:
                 "this endpoint needs an API key: send it as 'Authorization: Bearer <key>' "
                 "or 'x-api-key: <key>'"
             )
-        if access == "traces" and self.local_only:
+        if access in ("traces", "metrics") and self.local_only:
             return None
+        if access == "metrics":
+            if caller.role == "metrics":
+                return None
+            return Unauthorized(
+                "/metrics needs FLEET_METRICS_TOKEN or the admin token: send "
+                "'Authorization: Bearer <token>' (Prometheus: the scrape config's authorization)"
+            )
         what = "the dashboard" if access == "traces" else "this action"
         return Unauthorized(
             f"{what} needs the admin token: send 'Authorization: Bearer <token>' "

@@ -32,6 +32,7 @@ from serve_app.hangup import HangupMiddleware
 from serve_app.routes_anthropic import add_anthropic_routes
 from serve_app.routes_login import add_login_routes
 from serve_app.routes_media import add_media_routes
+from serve_app.routes_metrics import add_metrics_routes
 from serve_app.routes_models import add_model_routes
 from serve_app.routes_ollama import OLLAMA_COMPAT_VERSION, add_ollama_routes
 from serve_app.routes_openai import add_openai_routes
@@ -110,6 +111,7 @@ def build_app(svc: HerdService, behind_serve: bool = False) -> FastAPI:
     add_media_routes(app, svc)
     add_fleet_routes(app, svc)
     add_login_routes(app, svc)
+    add_metrics_routes(app, svc)
     # Host, Origin, body size and credentials, before any route (serve_app/guard.py).
     app.add_middleware(GuardMiddleware, policy=lambda: svc.guard_policy)
     # A client that hangs up cancels its request at once (serve_app/hangup.py).

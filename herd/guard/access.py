@@ -11,6 +11,9 @@
   listens on loopback only (then only this machine can reach it at all). Serve's HAProxy
   ingress does not pass the client's address on, so a per-request "is it local" test
   would be blind; the bind address is the rule that cannot be spoofed.
+* ``metrics``: ``GET /metrics`` (node names, models, load; no clients, no tags): like
+  ``traces``, and also ``FLEET_METRICS_TOKEN``, a token that reads ``/metrics`` only
+  (for Prometheus' scrape config, so it never holds the admin token).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-Access = Literal["public", "inference", "admin", "traces"]
+Access = Literal["public", "inference", "admin", "traces", "metrics"]
 
 PUBLIC_PATHS = frozenset({"/", "/api/version", "/healthz", "/readyz"})
 LOGIN_PATHS = frozenset({"/dashboard/login", "/dashboard/logout"})
@@ -48,6 +51,7 @@ INFERENCE_POSTS = frozenset(
     }
 )
 DASH_CALLBACKS = "/dashboard/_dash-update-component"
+METRICS_PATH = "/metrics"
 
 
 def route_access(method: str, path: str) -> Access:
@@ -62,6 +66,8 @@ def route_access(method: str, path: str) -> Access:
         if method in READ_METHODS or path == DASH_CALLBACKS:
             return "traces"
         return "admin"
+    if path == METRICS_PATH and method in READ_METHODS:
+        return "metrics"
     if method in READ_METHODS:
         return "inference"
     if method == "POST" and path in INFERENCE_POSTS:

@@ -22,12 +22,13 @@ from herd.settings import Settings
 SESSION_COOKIE = "herd_admin"
 _SESSION_LABEL = b"herd-dashboard-session-v1"
 
-Role = Literal["admin", "key", "anonymous"]
+Role = Literal["admin", "key", "metrics", "anonymous"]
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who a request is: the admin, the holder of a named inference key, or anonymous."""
+    """Who a request is: the admin, the holder of a named inference key, the holder of
+    the metrics token (``/metrics`` only), or anonymous."""
 
     role: Role = "anonymous"
     key_name: str | None = None
@@ -91,8 +92,11 @@ def _equal(a: str, b: str) -> bool:
 class Credentials:
     """Checks what a request presents against the admin token and the key table."""
 
-    def __init__(self, admin_token: str | None, keys: dict[str, str]) -> None:
+    def __init__(
+        self, admin_token: str | None, keys: dict[str, str], metrics_token: str | None = None
+    ) -> None:
         self.admin_token = admin_token
+        self.metrics_token = metrics_token
         self._session = session_value(admin_token) if admin_token else None
         # Compare against every key (no early exit), so timing says nothing about which.
         self._keys = list(keys.items())
@@ -110,6 +114,8 @@ class Credentials:
             for key, name in self._keys:
                 if _equal(secret, key):
                     found = Caller("key", name)
+            if self.metrics_token and _equal(secret, self.metrics_token) and found is ANONYMOUS:
+                found = Caller("metrics")
         if session and self._session and _equal(session, self._session):
             return Caller("admin")
         return found

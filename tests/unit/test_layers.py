@@ -33,7 +33,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     ),
     frozenset({"herd.convert"}),
     frozenset({"herd.node", "herd.routing"}),
-    frozenset({"herd.dispatch"}),
+    frozenset({"herd.dispatch", "herd.metrics"}),
     frozenset({"actors", "dashboard"}),
     frozenset({"serve_app"}),
     frozenset({"launch"}),
