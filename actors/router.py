@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from herd.routing.maintenance import Warm
 from herd.scoring import RouteQuery
 from herd.settings import Settings
 from herd.traces.records import TraceRecord
+from herd.traces.retention import Retention
 from herd.traces.store import TraceStore
 from herd.traces.writer import TraceWriter
 
@@ -45,6 +47,9 @@ class RouterActor:
         self.trace_writer = TraceWriter.claim(
             self.trace_store, settings.data_dir / "traces" / "spool"
         )
+        # FLEET_TRACE_RETENTION_DAYS: pruned hourly by the upkeep, in a thread, in batches.
+        self.retention = Retention(self.trace_store.engine, settings.trace_retention_days)
+        self._pruning: asyncio.Task[Any] | None = None
         # /metrics (herd.metrics): every replica's traces and reports, counted here once.
         self.fleet_metrics = FleetMetrics(
             self._metrics_status, self.core.known_model, settings.metrics
@@ -66,6 +71,8 @@ class RouterActor:
                 log.warning("upkeep failed: %s", exc)
 
     async def _upkeep_once(self) -> None:
+        if self.retention.due(time.time()):
+            self._pruning = asyncio.create_task(asyncio.to_thread(self.retention.run))
         plan = self.core.upkeep()
         if plan.reaped:
             log.warning("reaped %d zombie in-flight entries", len(plan.reaped))

@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     log_level: LogLevel = "DEBUG"
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
+    trace_retention_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days of request traces and latency observations kept; older ones are "
+        "deleted by the router hourly, in small batches, and the SQLite file shrinks "
+        "(0: keep forever; benchmark runs are always kept)",
+    )
     ray_address: str = "auto"
     ray_connect_timeout: float = Field(default=15.0, gt=0)
     holding_queue_timeout: float = Field(default=30.0, ge=0)
