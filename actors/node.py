@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +26,10 @@ from herd.settings import Settings
 log = logging.getLogger("herd.actors.node")
 
 
-@ray.remote(num_cpus=0, max_concurrency=4096)  # type: ignore[call-overload]
+# Restarted by Ray after a crash, on its own Ray node (affinity); ``herd deploy
+# --foreground`` re-deploys it when it is gone for good (its Ray node rejoined under a
+# new id, restarts exhausted).
+@ray.remote(num_cpus=0, max_concurrency=4096, max_restarts=-1)  # type: ignore[call-overload]
 class NodeActor:
     def __init__(self, settings: Settings, node_id: str, ray_node_id: str) -> None:
         configure_logging(settings)  # JSONL in <data_dir>/logs on this device
@@ -34,8 +38,25 @@ class NodeActor:
         self._handles = HandleCache(settings.actor_call_timeout)
         self._beat: asyncio.Task[None] | None = None
         self._http: NodeHTTPServer | None = None
+        self._started: asyncio.Future[dict[str, Any]] | None = None
+        # A restarted actor runs only ``__init__``: start from here too (the deploy's own
+        # ``start`` call then waits for the same start).
+        ray.get_runtime_context().current_actor.start.remote()
 
     async def start(self) -> dict[str, Any]:
+        """Detect the backend, open the data plane, start heartbeats: once; a failed
+        start is tried again by the next call."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        started = self._started
+        try:
+            return await asyncio.shield(started)
+        except Exception:
+            if self._started is started:
+                self._started = None
+            raise
+
+    async def _start(self) -> dict[str, Any]:
         state: BackendState = await self.agent.start()
         if self.settings.data_plane == "http" and self._http is None:
             # Served from this actor's event loop, on the Ray node's own address.
@@ -132,6 +153,10 @@ class NodeActor:
 
     def ping(self) -> str:
         return self.agent.node_id
+
+    def pid(self) -> int:
+        """This actor's process (supervision tests kill it to see it come back)."""
+        return os.getpid()
 
     async def watch(self, span: float) -> str:
         """Answers after ``span`` seconds. An ingress reading HTTP data-plane answers from

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +32,10 @@ from herd.traces.writer import TraceWriter
 log = logging.getLogger("herd.actors.router")
 
 
-@ray.remote(num_cpus=0, max_concurrency=100_000)  # type: ignore[call-overload]
+# Restarted by Ray after a crash (its process killed, a segfault), as often as it takes;
+# a call in flight then fails (callers retry or answer 503), none is re-run by Ray.
+# ``ray.kill`` (a redeploy, ``herd stop``) ends it for good.
+@ray.remote(num_cpus=0, max_concurrency=100_000, max_restarts=-1)  # type: ignore[call-overload]
 class RouterActor:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings)
@@ -54,10 +58,15 @@ class RouterActor:
         self.fleet_metrics = FleetMetrics(
             self._metrics_status, self.core.known_model, settings.metrics
         )
+        # A restarted actor runs only ``__init__``: start the loops from here too (the
+        # call runs once ``__init__`` returns; ``start`` is idempotent). Fleet state comes
+        # back with the nodes' next heartbeats, unstored traces from the journal.
+        ray.get_runtime_context().current_actor.start.remote()
 
     async def start(self) -> bool:
-        self._watch = asyncio.create_task(self._watch_ray_nodes())
-        self._upkeep = asyncio.create_task(self._upkeep_loop())
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._watch_ray_nodes())
+            self._upkeep = asyncio.create_task(self._upkeep_loop())
         return True
 
     async def _upkeep_loop(self) -> None:
@@ -211,6 +220,10 @@ class RouterActor:
 
     def ping(self) -> str:
         return "ok"
+
+    def pid(self) -> int:
+        """This actor's process (supervision tests kill it to see it come back)."""
+        return os.getpid()
 
 
 def deploy_router_actor(
