@@ -38,24 +38,34 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
         print(announce(settings, result["admin_token_created"]), flush=True)
     if args.foreground:
-        return _serve_until_signal(result["node"], args.drain_timeout)
+        from launch.supervise import Supervisor
+
+        supervisor = Supervisor(
+            settings,
+            result["node"],
+            result["ray_node_id"],
+            head=bool(result["head"]),
+            say=lambda line: print(line, flush=True),
+        )
+        return _serve_until_signal(supervisor, args.drain_timeout)
     return 0
 
 
-def _serve_until_signal(node_id: str, drain_timeout: float) -> int:
-    """Stay up (a systemd / launchd service) until SIGTERM or SIGINT, then take this
-    node out gracefully: no new requests, pending ones re-routed, in-flight ones finish."""
+def _serve_until_signal(supervisor: Any, drain_timeout: float) -> int:
+    """Stay up (a systemd / launchd service) until SIGTERM or SIGINT, bringing back this
+    box's actors when they are gone (``launch/supervise.py``); then take this node out
+    gracefully: no new requests, pending ones re-routed, in-flight ones finish."""
     import signal
     import threading
 
     from launch.teardown import leave_fleet
 
+    node_id = supervisor.node_id
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     print(f"node {node_id} serving; SIGTERM or Ctrl-C drains it and leaves the fleet", flush=True)
-    while not stop.wait(1.0):
-        pass
+    supervisor.run(stop, interval=max(1.0, supervisor.settings.heartbeat_interval))
     for line in leave_fleet(node_id, drain_timeout):
         print(line, flush=True)
     return 0

@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+import ray
 
+from actors import NAMESPACE, node_actor_name
 from herd.sim.profile import MIB, SimModel
 from herd.sim.testing import fast_profile
 from launch.localray import wait_until
@@ -22,7 +24,8 @@ from launch.localray import wait_until
 pytestmark = pytest.mark.integration
 
 
-def test_sigterm_drains_the_node_and_it_leaves(fleet: Any, tmp_path: Path) -> None:
+def _start_epsilon(fleet: Any, tmp_path: Path) -> subprocess.Popen[str]:
+    """``herd deploy --foreground`` of an emulated box, epsilon, on beta's Ray node."""
     # solo2:1b exists only on epsilon; 60 tokens at 30 tokens/s: a 2 s answer.
     profile = fast_profile(
         name="epsilon",
@@ -47,7 +50,11 @@ def test_sigterm_drains_the_node_and_it_leaves(fleet: Any, tmp_path: Path) -> No
         "--node-name", "epsilon", "--ray-node-id", fleet.ray_node_id("beta"),
         "--address", fleet.cluster.address, "--drain-timeout", "30",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_drains_the_node_and_it_leaves(fleet: Any, tmp_path: Path) -> None:
+    proc = _start_epsilon(fleet, tmp_path)
     try:
         wait_until(lambda: "epsilon" in fleet.online(), 120, "epsilon online")
         lines: list[dict[str, Any]] = []
@@ -74,6 +81,40 @@ def test_sigterm_drains_the_node_and_it_leaves(fleet: Any, tmp_path: Path) -> No
             10,
             "epsilon gone from the fleet",
         )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        fleet.stop_emulator("epsilon")
+
+
+def test_the_service_deploys_its_node_again_when_the_actor_is_gone(
+    fleet: Any, tmp_path: Path
+) -> None:
+    proc = _start_epsilon(fleet, tmp_path)
+    try:
+        wait_until(lambda: "epsilon" in fleet.online(), 120, "epsilon online")
+        old = ray.get_actor(node_actor_name("epsilon"), namespace=NAMESPACE)
+        old_pid = ray.get(old.pid.remote(), timeout=10)
+        ray.kill(old, no_restart=True)  # gone for good: Ray will not restart it
+
+        def back() -> bool:
+            try:
+                handle = ray.get_actor(node_actor_name("epsilon"), namespace=NAMESPACE)
+                return ray.get(handle.pid.remote(), timeout=5) != old_pid
+            except Exception:
+                return False
+
+        wait_until(back, 60, "epsilon's actor deployed again")
+        wait_until(lambda: "epsilon" in fleet.online(), 60, "epsilon online again")
+        body = {"model": "solo2:1b", "prompt": "hi", "stream": False}
+        r = httpx.post(f"{fleet.endpoint}/api/generate", json=body, timeout=60)
+        assert r.status_code == 200 and r.headers["x-herd-node"] == "epsilon"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        assert "herd-node:epsilon: was gone, deployed again" in out, out
+        assert "left the fleet" in out
     finally:
         if proc.poll() is None:
             proc.kill()
