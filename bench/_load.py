@@ -81,10 +81,15 @@ async def complete_once(session: aiohttp.ClientSession, url: str, body: bytes) -
 
 
 async def first_chunk_once(
-    session: aiohttp.ClientSession, url: str, body: bytes, sse: bool = False
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    sse: bool = False,
+    sse_end: tuple[bytes, ...] = (b"data: [DONE]",),
 ) -> float:
     """One streaming request: seconds until the first NDJSON line (or SSE ``data:`` line);
-    the rest of the stream is then read and checked."""
+    the rest of the stream is then read and checked (an SSE stream's last line must hold
+    one of ``sse_end``)."""
     t0 = time.perf_counter()
     async with session.post(url, data=body, headers=HEADERS) as resp:
         if resp.status != 200:
@@ -98,8 +103,8 @@ async def first_chunk_once(
         elapsed = time.perf_counter() - t0
         rest = await resp.read()
     last = (line + rest).rstrip().rsplit(b"\n", 1)[-1]
-    if sse and last != b"data: [DONE]":
-        raise BadResponse(f"{url}: SSE stream did not end with [DONE]: {last[:120]!r}")
+    if sse and not any(end in last for end in sse_end):
+        raise BadResponse(f"{url}: SSE stream did not end with {sse_end!r}: {last[:120]!r}")
     if not sse and b'"done":true' not in last.replace(b" ", b""):
         raise BadResponse(f"{url}: NDJSON stream did not end with done: {last[:120]!r}")
     return elapsed
@@ -155,17 +160,20 @@ def percentiles(values: Sequence[float], qs: Sequence[float], zeros: int = 0) ->
 
 @dataclass(frozen=True)
 class Target:
-    """One endpoint and how to call it."""
+    """One endpoint and how to call it (``body``: another dialect's request; default:
+    Ollama's chat, or OpenAI's when ``sse``)."""
 
     url: str
     stream: bool = False
     sse: bool = False
+    body: bytes | None = None
+    sse_end: tuple[bytes, ...] = (b"data: [DONE]",)
 
     async def once(self, session: aiohttp.ClientSession) -> float:
         if not self.stream:
-            return await complete_once(session, self.url, CHAT)
-        body = OPENAI_STREAM if self.sse else CHAT_STREAM
-        return await first_chunk_once(session, self.url, body, self.sse)
+            return await complete_once(session, self.url, self.body or CHAT)
+        body = self.body or (OPENAI_STREAM if self.sse else CHAT_STREAM)
+        return await first_chunk_once(session, self.url, body, self.sse, self.sse_end)
 
 
 async def interleaved(

@@ -11,7 +11,12 @@ alternating windows of load):
 * sequential streaming ``/api/chat``: time to the first NDJSON line, p50/p99;
 * 16 concurrent clients, non-streaming, for 10 s: requests/s;
 * sequential streaming ``/v1/chat/completions`` through herd: time to the first SSE event
-  (the emulator speaks only Ollama's API, so "direct" is its ``/api/chat`` stream).
+  (the emulator speaks only Ollama's API, so "direct" is its ``/api/chat`` stream);
+* the same for Anthropic's ``/v1/messages`` and OpenAI's ``/v1/responses`` through herd
+  (translated to ``/api/chat`` there), non-streaming and streaming, interleaved with the
+  ``/api/chat`` rows above: "direct" is again the emulator's ``/api/chat``, so their
+  "added" is herd plus the dialect's translation, and their "herd" column sits next to
+  herd's own ``/api/chat`` from the same run.
 
 Prints a table, then one line of JSON (``{"bench": "overhead", ...}``) as the last line
 of stdout. ``--quick`` runs small counts (CI, under ~2 minutes for both modes).
@@ -32,6 +37,9 @@ from typing import Any
 
 from _fleet import MODES, FleetProcess
 from _load import (
+    MESSAGES,
+    MODEL,
+    NUM_PREDICT,
     Target,
     alternating_throughput,
     cpu_by_process,
@@ -59,6 +67,17 @@ class Config:
 Row = dict[str, float | None]
 
 
+def _json(**body: Any) -> bytes:
+    return json.dumps({"model": MODEL, **body}).encode()
+
+
+# The same question and token budget as the /api/chat rows, in each dialect.
+MESSAGES_BODY = _json(max_tokens=NUM_PREDICT, messages=MESSAGES)
+MESSAGES_STREAM = _json(max_tokens=NUM_PREDICT, messages=MESSAGES, stream=True)
+RESPONSES_BODY = _json(max_output_tokens=NUM_PREDICT, input=MESSAGES)
+RESPONSES_STREAM = _json(max_output_tokens=NUM_PREDICT, input=MESSAGES, stream=True)
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -74,22 +93,50 @@ async def run_workloads(info: dict[str, Any], cfg: Config) -> dict[str, Any]:
     direct, herd = info["emulator"], info["endpoint"]
     metrics: dict[str, Any] = {}
     async with new_session(cfg.concurrency * 2) as session:
-        chat = [Target(direct + "/api/chat"), Target(herd + "/api/chat")]
-        d, h = await interleaved(session, chat, cfg.n, cfg.warmup)
+        chat = [
+            Target(direct + "/api/chat"),
+            Target(herd + "/api/chat"),
+            Target(herd + "/v1/messages", body=MESSAGES_BODY),
+            Target(herd + "/v1/responses", body=RESPONSES_BODY),
+        ]
+        d, h, msg, resp = await interleaved(session, chat, cfg.n, cfg.warmup)
         metrics["chat_p50_ms"] = _pair(d.p50_ms, h.p50_ms)
         metrics["chat_p99_ms"] = _pair(d.p99_ms, h.p99_ms)
         metrics["chat_mean_ms"] = _pair(d.mean_ms, h.mean_ms)
+        metrics["messages_p50_ms"] = _pair(d.p50_ms, msg.p50_ms)
+        metrics["messages_p99_ms"] = _pair(d.p99_ms, msg.p99_ms)
+        metrics["responses_p50_ms"] = _pair(d.p50_ms, resp.p50_ms)
+        metrics["responses_p99_ms"] = _pair(d.p99_ms, resp.p99_ms)
         streams = [
             Target(direct + "/api/chat", stream=True),
             Target(herd + "/api/chat", stream=True),
             Target(herd + "/v1/chat/completions", stream=True, sse=True),
+            Target(
+                herd + "/v1/messages",
+                stream=True,
+                sse=True,
+                body=MESSAGES_STREAM,
+                sse_end=(b'"message_stop"',),
+            ),
+            Target(
+                herd + "/v1/responses",
+                stream=True,
+                sse=True,
+                body=RESPONSES_STREAM,
+                # max_output_tokens ends the emulator's answer: response.incomplete
+                sse_end=(b'"response.completed"', b'"response.incomplete"'),
+            ),
         ]
-        d, h, oai = await interleaved(session, streams, cfg.n, cfg.warmup)
+        d, h, oai, msg, resp = await interleaved(session, streams, cfg.n, cfg.warmup)
         metrics["ttft_p50_ms"] = _pair(d.p50_ms, h.p50_ms)
         metrics["ttft_p99_ms"] = _pair(d.p99_ms, h.p99_ms)
         # The emulator speaks only Ollama's API: compare with its native stream.
         metrics["openai_ttft_p50_ms"] = _pair(d.p50_ms, oai.p50_ms)
         metrics["openai_ttft_p99_ms"] = _pair(d.p99_ms, oai.p99_ms)
+        metrics["messages_ttft_p50_ms"] = _pair(d.p50_ms, msg.p50_ms)
+        metrics["messages_ttft_p99_ms"] = _pair(d.p99_ms, msg.p99_ms)
+        metrics["responses_ttft_p50_ms"] = _pair(d.p50_ms, resp.p50_ms)
+        metrics["responses_ttft_p99_ms"] = _pair(d.p99_ms, resp.p99_ms)
         urls = [direct + "/api/chat", herd + "/api/chat"]
         td, th = await alternating_throughput(
             session, urls, cfg.concurrency, cfg.load_s, slices=cfg.slices
@@ -117,6 +164,14 @@ LABELS: tuple[tuple[str, str, str], ...] = (
     ("ttft_p99_ms", "stream 1st chunk p99 ms", ""),
     ("openai_ttft_p50_ms", "/v1 stream 1st event p50 ms", ""),
     ("openai_ttft_p99_ms", "/v1 stream 1st event p99 ms", ""),
+    ("messages_p50_ms", "/v1/messages p50 ms", ""),
+    ("messages_p99_ms", "/v1/messages p99 ms", ""),
+    ("messages_ttft_p50_ms", "/v1/messages stream 1st event p50 ms", ""),
+    ("messages_ttft_p99_ms", "/v1/messages stream 1st event p99 ms", ""),
+    ("responses_p50_ms", "/v1/responses p50 ms", ""),
+    ("responses_p99_ms", "/v1/responses p99 ms", ""),
+    ("responses_ttft_p50_ms", "/v1/responses stream 1st event p50 ms", ""),
+    ("responses_ttft_p99_ms", "/v1/responses stream 1st event p99 ms", ""),
     ("rps", "req/s at c=16", f"herd > {TARGET_RPS:g}"),
     ("rps_latency_p50_ms", "c=16 latency p50 ms", ""),
     ("rps_latency_p99_ms", "c=16 latency p99 ms", ""),
