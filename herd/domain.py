@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from herd.model_names import canonical_model  # the name rule, here for its many importers
 
-RequestKind = Literal["chat", "generate", "embed", "embeddings", "image", "transcribe"]
+RequestKind = Literal["chat", "generate", "embed", "embeddings", "image", "transcribe", "speech"]
 Dialect = Literal["openai", "ollama", "python", "anthropic"]
 NodeStatus = Literal["online", "degraded", "offline"]
 MemoryPressure = Literal["normal", "warn", "critical"]
@@ -51,7 +51,7 @@ class ModelOnDisk:
     quantization_level: str = ""
     modified_at: str = ""
     digest: str = ""
-    category: str = "llm"  # "llm", "embedding", "image" or "asr" (speech-to-text)
+    category: str = "llm"  # "llm", "embedding", "image", "asr" (speech-to-text) or "tts"
 
 
 @dataclass(frozen=True, slots=True)

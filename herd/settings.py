@@ -76,7 +76,7 @@ class NodeSettings(BaseSettings):
         default="auto",
         description=(
             "Media engines to detect: auto, off, or a comma list of sentence-transformers, "
-            "faster-whisper, diffusers, mflux, diffusionkit, qwen3-asr"
+            "faster-whisper, diffusers, mflux, diffusionkit, qwen3-asr, piper, espeak-ng"
         ),
     )
     embed_models_dir: Path | None = Field(
@@ -93,6 +93,12 @@ class NodeSettings(BaseSettings):
     )
     image_timeout: float = Field(default=600.0, gt=0, description="One image job (seconds)")
     asr_timeout: float = Field(default=600.0, gt=0, description="One transcription (seconds)")
+    tts_timeout: float = Field(
+        default=120.0, gt=0, description="One text-to-speech synthesis, encoding included (seconds)"
+    )
+    piper_voices_dir: Path | None = Field(
+        default=None, description="Directory of Piper voices (<voice>.onnx with <voice>.onnx.json)"
+    )
 
     @field_validator("ollama_host")
     @classmethod
@@ -102,7 +108,11 @@ class NodeSettings(BaseSettings):
         return value.rstrip("/")
 
     @field_validator(
-        "llamacpp_model_path", "embed_models_dir", "whisper_models_dir", "diffusers_models_dir"
+        "llamacpp_model_path",
+        "embed_models_dir",
+        "whisper_models_dir",
+        "diffusers_models_dir",
+        "piper_voices_dir",
     )
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
@@ -121,6 +131,8 @@ class NodeSettings(BaseSettings):
             "mflux",
             "diffusionkit",
             "qwen3-asr",
+            "piper",
+            "espeak-ng",
         )
         names = [p.strip() for p in value.split(",") if p.strip()]
         unknown = [n for n in names if n not in known]
@@ -286,6 +298,12 @@ class Settings(BaseSettings):
     max_image_steps: int = Field(default=100, ge=1, description="Diffusion steps per image")
     max_audio_seconds: float = Field(
         default=3600.0, gt=0, description="Audio per transcription, measured by decoding it"
+    )
+    max_speech_chars: int = Field(
+        default=4096,
+        ge=1,
+        description="Characters of text per speech request (input, and instructions): "
+        "OpenAI's limit is 4096",
     )
     events_min_interval: float = Field(
         default=1.0, gt=0, description="Floor of /dashboard/events?interval= (seconds)"

@@ -3,7 +3,7 @@
 Two levels:
 
 * the **category** (:data:`ModelCategory`): what a model serves, ``llm``, ``embedding``,
-  ``image`` or ``asr`` (speech-to-text). Nodes classify their models with
+  ``image``, ``asr`` (speech-to-text) or ``tts`` (text-to-speech). Nodes classify their models with
   :func:`model_category` (Ollama's ``capabilities`` first, when it lists them; media
   engines know their own) and send it on every ``ModelOnDisk.category``; endpoints and
   the dashboard group by it.
@@ -12,7 +12,8 @@ Two levels:
   a model for another of the same group.
 
 Name rules (a node's own classification wins; first match wins): image when the name
-or family is a known image model or says ``flux``, ``sdxl``, ``diffusion``...; asr when
+or family is a known image model or says ``flux``, ``sdxl``, ``diffusion``...; tts when
+it says ``tts``, ``piper``, ``espeak``, ``kokoro``...; asr when
 it says ``whisper``, ``asr``...; embedding when the family is a BERT or the name says
 ``embed``, ``minilm``, ``bge-``...; else llm. Within llm: ``coder`` when the name says
 ``code`` (``qwen2.5-coder``, ``codellama``, ``starcoder2``...), ``vision`` when it says
@@ -26,8 +27,8 @@ from typing import Literal
 
 from herd.domain import ModelOnDisk, canonical_model
 
-ModelCategory = Literal["llm", "embedding", "image", "asr"]
-MODEL_CATEGORIES: tuple[ModelCategory, ...] = ("llm", "embedding", "image", "asr")
+ModelCategory = Literal["llm", "embedding", "image", "asr", "tts"]
+MODEL_CATEGORIES: tuple[ModelCategory, ...] = ("llm", "embedding", "image", "asr", "tts")
 
 _IMAGE_NAMES = frozenset(
     {
@@ -45,6 +46,8 @@ _IMAGE_HINTS = ("stable-diffusion", "sdxl", "flux", "z-image", "diffusion", "-sd
 _IMAGE_FAMILIES = frozenset({"diffusers", "flux", "sd3", "stable-diffusion", "image"})
 _ASR_HINTS = ("whisper", "asr", "speech-to-text", "parakeet", "tiny.en", "base.en")
 _ASR_FAMILIES = frozenset({"whisper", "asr"})
+_TTS_HINTS = ("tts-", "-tts", ":tts", "piper:", "espeak", "kokoro", "text-to-speech", "speecht5")
+_TTS_FAMILIES = frozenset({"piper", "espeak-ng", "tts"})
 _EMBED_HINTS = (
     "embed",
     "minilm",
@@ -79,6 +82,8 @@ def model_category(
     fam = family.strip().lower()
     if base in _IMAGE_NAMES or fam in _IMAGE_FAMILIES or any(h in key for h in _IMAGE_HINTS):
         return "image"
+    if fam in _TTS_FAMILIES or any(h in key for h in _TTS_HINTS):
+        return "tts"
     if fam in _ASR_FAMILIES or any(h in key for h in _ASR_HINTS):
         return "asr"
     if fam in _EMBED_FAMILIES or fam.endswith("bert") or any(h in key for h in _EMBED_HINTS):

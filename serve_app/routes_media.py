@@ -8,6 +8,7 @@
   ``prompt``, ``response_format`` json / text / srt / verbose_json / vtt).
 * ``POST /api/transcribe``: multipart ``file`` + ``model`` (+ ``language``, ``prompt``),
   JSON out (text, language, duration, segments).
+* ``POST /v1/audio/speech``: JSON in (``herd.wire.speech``), the audio file out.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from herd.convert.media import (
     openai_transcription,
     transcribe_request,
 )
+from herd.convert.speech import speech_headers, speech_request
 from herd.errors import ModelNotFound
 from herd.routing import model_targets as model_ops
 from herd.wire.audio import audio_seconds
@@ -38,6 +40,7 @@ from herd.wire.media import (
     parse_image_generation_request,
     parse_transcription_form,
 )
+from herd.wire.speech import parse_speech_request
 from serve_app.service import HerdService, herd_headers, json_response
 
 
@@ -101,6 +104,20 @@ def add_media_routes(app: FastAPI, svc: HerdService) -> None:
         if isinstance(body, str):
             return Response(body, media_type=media_type, headers=headers)
         return json_response(body, headers=headers)
+
+    @app.post("/v1/audio/speech")
+    async def audio_speech(request: Request) -> Response:
+        """Text to speech, OpenAI's form. Who: inference callers (an inference key when
+        keys are set). Bounds: the body size limit; ``input`` and ``instructions`` at most
+        FLEET_MAX_SPEECH_CHARS characters; speed 0.25-4.0; one synthesis on one node,
+        bounded there by FLEET_NODE_TTS_TIMEOUT. Out: the audio file with OpenAI's
+        Content-Type (audio/mpeg, audio/opus, audio/aac, audio/flac, audio/wav,
+        audio/pcm: 24 kHz 16-bit mono samples)."""
+        parsed = parse_speech_request(await svc.read_body(request), limits)
+        done = await svc.media.run(speech_request(parsed, dialect="openai", **meta(request)))
+        headers = herd_headers(done.decision, done.retries) | speech_headers(done.result)
+        audio, media_type = bytes(done.result["audio"]), str(done.result["media_type"])
+        return Response(audio, media_type=media_type, headers=headers)
 
     @app.post("/api/transcribe")
     async def transcribe(request: Request) -> Response:

@@ -43,6 +43,7 @@ TRACED: dict[str, tuple[str, str]] = {
     "/v1/rerank": ("openai", "rerank"),
     "/v1/images/generations": ("openai", "image"),
     "/v1/audio/transcriptions": ("openai", "transcribe"),
+    "/v1/audio/speech": ("openai", "speech"),
     "/v1/messages": ("anthropic", "chat"),
 }
 _ERROR_BODY_LIMIT = 16 * 1024

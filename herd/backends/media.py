@@ -1,4 +1,5 @@
-"""Node-side engines for the three non-LLM model types: embeddings, images, speech-to-text.
+"""Node-side engines for the non-LLM model types: embeddings, images, speech-to-text and
+text-to-speech.
 
 Each engine runs in the node process (heavy libraries imported lazily, the work done
 in a thread); models load once on first use and stay loaded, with the load time kept.
@@ -21,6 +22,11 @@ tag means ``:latest``):
 - macOS CLIs (``mac_cli`` / ``mac_engines``, detected only on darwin): mflux
   ``z-image-turbo``, ``flux-dev``, ``flux-schnell``; DiffusionKit ``sd3-medium``,
   ``sd3.5-large``; mlx-qwen3-asr ``qwen3-asr`` (0.6B) and ``qwen3-asr:1.7b``.
+- espeak-ng (``tts_espeak``, the Debian package's binary): ``espeak-ng``; piper
+  (``tts_piper``): ``piper:<voice>`` for each Piper voice (``<voice>.onnx`` with its
+  ``.onnx.json``) under ``<venv>/share/herd/voices`` (``make setup`` puts
+  ``en_US-joe-medium`` there, which also answers ``tts-1``, ``tts-1-hd`` and
+  ``gpt-4o-mini-tts``) and ``FLEET_NODE_PIPER_VOICES_DIR``.
 - Ollama native image models (``x/z-image-turbo``, ``x/flux2-klein``) and Ollama embedding
   models are served by the Ollama backend, not here; :func:`herd.taxonomy.model_category`
   still classifies them.
@@ -71,6 +77,19 @@ class TranscriptResult:
     language: str
     duration_s: float  # length of the audio
     segments: list[dict[str, object]]  # {"id", "start", "end", "text"} per segment
+    total_s: float
+    load_s: float
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResult:
+    audio: bytes  # the encoded file (or raw samples for "pcm")
+    format: str  # mp3, opus, aac, flac, wav or pcm
+    media_type: str  # its Content-Type
+    sample_rate: int
+    duration_s: float  # length of the audio
+    voice: str  # the engine's voice that spoke
     total_s: float
     load_s: float
     model: str = ""
@@ -143,6 +162,16 @@ class AsrEngine(MediaEngine, Protocol):
         ...
 
 
+class TtsEngine(MediaEngine, Protocol):
+    async def synthesize(
+        self, model: str, text: str, *, voice: str, speed: float, response_format: str
+    ) -> SpeechResult:
+        """Speech of ``text`` in ``response_format`` (see ``herd.backends.audio_encode``).
+        An unknown voice, a speed outside 0.25..4, empty text -> BadRequest; unknown
+        model -> ModelNotFound; the engine failing -> BackendError / BackendTimeout."""
+        ...
+
+
 E = TypeVar("E", bound=MediaEngine)
 
 
@@ -162,9 +191,10 @@ class MediaEngines:
     embedding: list[EmbeddingEngine] = field(default_factory=list)
     image: list[ImageEngine] = field(default_factory=list)
     asr: list[AsrEngine] = field(default_factory=list)
+    tts: list[TtsEngine] = field(default_factory=list)
 
     def all(self) -> list[MediaEngine]:
-        return [*self.embedding, *self.image, *self.asr]
+        return [*self.embedding, *self.image, *self.asr, *self.tts]
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(e.kind for e in self.all())
@@ -183,6 +213,7 @@ class MediaEngines:
             ("embedding", list(self.embedding)),
             ("image", list(self.image)),
             ("asr", list(self.asr)),
+            ("tts", list(self.tts)),
         ]
         for category, engines in groups:
             for engine in engines:
@@ -198,6 +229,9 @@ class MediaEngines:
     def asr_for(self, model: str) -> AsrEngine | None:
         return _first_serving(self.asr, model)
 
+    def tts_for(self, model: str) -> TtsEngine | None:
+        return _first_serving(self.tts, model)
+
     async def close(self) -> None:
         for e in self.all():
             try:
@@ -209,7 +243,14 @@ class MediaEngines:
 # --------------------------------------------------------------------------- detection
 
 EngineName = Literal[
-    "sentence-transformers", "faster-whisper", "diffusers", "mflux", "diffusionkit", "qwen3-asr"
+    "sentence-transformers",
+    "faster-whisper",
+    "diffusers",
+    "mflux",
+    "diffusionkit",
+    "qwen3-asr",
+    "piper",
+    "espeak-ng",
 ]
 ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 

@@ -19,6 +19,7 @@ from herd.backends.media import (
     EmbeddingEngine,
     ImageEngine,
     MediaEngines,
+    TtsEngine,
     wanted_engines,
 )
 from herd.settings import Settings
@@ -42,6 +43,10 @@ def detect_media_engines(settings: Settings) -> MediaEngines:
             _add(found.image, name, _detect_diffusers, settings)
         elif name == "qwen3-asr":
             _add(found.asr, name, _detect_mac_asr, settings)
+        elif name == "piper":
+            _add(found.tts, name, _detect_piper, settings)
+        elif name == "espeak-ng":
+            _add(found.tts, name, _detect_espeak, settings)
         else:
             _add(found.image, name, _detect_mac_image(name), settings)
     return found
@@ -77,6 +82,18 @@ def _detect_diffusers(settings: Settings) -> ImageEngine | None:
     from herd.backends.diffusers_image import detect_diffusers_engine
 
     return detect_diffusers_engine(settings)
+
+
+def _detect_piper(settings: Settings) -> TtsEngine | None:
+    from herd.backends.tts_piper import detect_piper_engine
+
+    return detect_piper_engine(settings)
+
+
+def _detect_espeak(settings: Settings) -> TtsEngine | None:
+    from herd.backends.tts_espeak import detect_espeak_engine
+
+    return detect_espeak_engine(settings)
 
 
 def _detect_mac_asr(settings: Settings) -> AsrEngine | None:

@@ -18,6 +18,7 @@ CATEGORY_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "embedding": ("embedding",),
     "image": ("image",),
     "asr": ("transcription",),
+    "tts": ("speech",),
 }
 
 

@@ -91,16 +91,22 @@ def as_herd_error(exc: BaseException, node_id: str) -> HerdError:
 
 def _media_limit(settings: Settings, kind: str) -> float | None:
     node = settings.node
-    return {"image": node.image_timeout, "transcribe": node.asr_timeout}.get(kind)
+    return {
+        "image": node.image_timeout,
+        "transcribe": node.asr_timeout,
+        "speech": node.tts_timeout,
+    }.get(kind)
 
 
 def first_chunk_error(settings: Settings, kind: str, exc: BaseException, node_id: str) -> HerdError:
     """The herd error for a failed open: a timeout names the limit that fired."""
     if not isinstance(exc, TimeoutError):
         return as_herd_error(exc, node_id)
-    name = {"image": "FLEET_NODE_IMAGE_TIMEOUT", "transcribe": "FLEET_NODE_ASR_TIMEOUT"}.get(
-        kind, "FLEET_FIRST_CHUNK_TIMEOUT"
-    )
+    name = {
+        "image": "FLEET_NODE_IMAGE_TIMEOUT",
+        "transcribe": "FLEET_NODE_ASR_TIMEOUT",
+        "speech": "FLEET_NODE_TTS_TIMEOUT",
+    }.get(kind, "FLEET_FIRST_CHUNK_TIMEOUT")
     limit = first_chunk_limit(settings, kind)
     return BackendTimeout(f"node {node_id} sent no first chunk within {limit:g}s ({name})")
 

@@ -1,4 +1,4 @@
-"""Image-generation and speech-to-text jobs through the fleet.
+"""Image-generation, speech-to-text and text-to-speech jobs through the fleet.
 
 They take the same routing decision as LLM requests (the same scorer, since they
 compete for the same memory), through :meth:`~herd.dispatch.dispatcher.Dispatcher.complete`:

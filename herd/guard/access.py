@@ -46,6 +46,7 @@ INFERENCE_POSTS = frozenset(
         "/v1/rerank",
         "/v1/images/generations",
         "/v1/audio/transcriptions",
+        "/v1/audio/speech",
         "/v1/messages",
         "/v1/messages/count_tokens",
     }

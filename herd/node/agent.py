@@ -292,6 +292,7 @@ class NodeAgent:
         limit, name = {
             "image": (node.image_timeout, "FLEET_NODE_IMAGE_TIMEOUT"),
             "transcribe": (node.asr_timeout, "FLEET_NODE_ASR_TIMEOUT"),
+            "speech": (node.tts_timeout, "FLEET_NODE_TTS_TIMEOUT"),
         }.get(req.kind, (self.settings.first_chunk_timeout, "FLEET_FIRST_CHUNK_TIMEOUT"))
         try:
             # The engines bound their own jobs; this only catches one that stopped answering.

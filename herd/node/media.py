@@ -1,4 +1,5 @@
-"""A node's media engines (embeddings, images, speech-to-text) as the NodeAgent uses them.
+"""A node's media engines (embeddings, images, speech-to-text, text-to-speech) as the
+NodeAgent uses them.
 
 :class:`NodeMedia` wraps the :class:`~herd.backends.media.MediaEngines` found on the
 device: their models go into the heartbeat (with their category), and requests for
@@ -10,7 +11,9 @@ Ollama style (durations in nanoseconds) so they cross Ray like any other answer:
 * ``image`` -> ``{"model", "created_at", "image": <png bytes>, "width", "height",
   "seed", "steps", "total_duration", "load_duration"}``;
 * ``transcribe`` -> ``{"model", "created_at", "text", "language", "duration",
-  "segments", "total_duration", "load_duration"}``.
+  "segments", "total_duration", "load_duration"}``;
+* ``speech`` -> ``{"model", "created_at", "audio": <file bytes>, "format", "media_type",
+  "sample_rate", "duration", "voice", "total_duration", "load_duration"}``.
 
 Image requests for a model no engine here serves go to an Ollama backend that lists it
 as an image model (Ollama's native image generation); anything else is a 400.
@@ -30,7 +33,7 @@ from herd.convert.ollama_show import show_body
 from herd.domain import LoadedModel, ModelOnDisk, RequestKind, canonical_model
 from herd.errors import BadRequest
 
-MEDIA_KINDS: frozenset[str] = frozenset({"image", "transcribe"})
+MEDIA_KINDS: frozenset[str] = frozenset({"image", "transcribe", "speech"})
 EMBED_KINDS: frozenset[str] = frozenset({"embed", "embeddings"})
 
 _KIND_WORDS = {
@@ -40,6 +43,7 @@ _KIND_WORDS = {
     "embeddings": "embeddings",
     "image": "image generation",
     "transcribe": "speech-to-text",
+    "speech": "text-to-speech",
 }
 
 
@@ -65,6 +69,7 @@ class NodeMedia:
             ("embedding", self.engines.embedding),
             ("image", self.engines.image),
             ("asr", self.engines.asr),
+            ("tts", self.engines.tts),
         ):
             for engine in group:
                 for m in engine.models():
@@ -127,6 +132,8 @@ class NodeMedia:
             return await self._image(model, body, backend)
         if kind == "transcribe":
             return await self._transcribe(model, body)
+        if kind == "speech":
+            return await self._speech(model, body)
         raise unsupported(model, kind)
 
     async def _embed(
@@ -209,6 +216,30 @@ class NodeMedia:
             "language": result.language,
             "duration": result.duration_s,
             "segments": list(result.segments),
+            "total_duration": _ns(result.total_s),
+            "load_duration": _ns(result.load_s),
+        }
+
+    async def _speech(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        engine = self.engines.tts_for(model)
+        if engine is None:
+            raise unsupported(model, "speech")
+        result = await engine.synthesize(
+            model,
+            str(body.get("input") or ""),
+            voice=str(body.get("voice") or ""),
+            speed=body.get("speed", 1.0),
+            response_format=str(body.get("response_format") or "mp3"),
+        )
+        return {
+            "model": model,
+            "created_at": _now(),
+            "audio": result.audio,
+            "format": result.format,
+            "media_type": result.media_type,
+            "sample_rate": result.sample_rate,
+            "duration": result.duration_s,
+            "voice": result.voice,
             "total_duration": _ns(result.total_s),
             "load_duration": _ns(result.load_s),
         }

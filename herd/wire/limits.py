@@ -18,7 +18,9 @@ needs (:func:`limits_of`). What is checked where:
   at most ``FLEET_MAX_RERANK_CHARS`` characters;
 * images: ``n`` up to ``FLEET_MAX_IMAGES``, width x height up to ``FLEET_MAX_IMAGE_PIXELS``,
   ``steps`` up to ``FLEET_MAX_IMAGE_STEPS``;
-* audio: ``FLEET_MAX_AUDIO_SECONDS``, measured by decoding (:mod:`herd.wire.audio`).
+* audio: ``FLEET_MAX_AUDIO_SECONDS``, measured by decoding (:mod:`herd.wire.audio`);
+* speech (``/v1/audio/speech``): ``input`` and ``instructions`` at most
+  ``FLEET_MAX_SPEECH_CHARS`` characters each.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Limits:
     image_pixels: int
     image_steps: int
     audio_seconds: float
+    speech_chars: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -72,6 +75,7 @@ class Limits:
             image_pixels=settings.max_image_pixels,
             image_steps=settings.max_image_steps,
             audio_seconds=settings.max_audio_seconds,
+            speech_chars=settings.max_speech_chars,
         )
 
 
@@ -92,6 +96,7 @@ DEFAULT_LIMITS = Limits(
     image_pixels=_default("max_image_pixels"),
     image_steps=_default("max_image_steps"),
     audio_seconds=_default("max_audio_seconds"),
+    speech_chars=_default("max_speech_chars"),
 )
 """The settings' defaults, for callers that pass no limits (tests, the Python client)."""
 
