@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import herd.env_file as env_file
 from herd.errors import ConfigError
 from herd.model_names import ModelAliases
 
@@ -36,7 +37,12 @@ class NodeSettings(BaseSettings):
         default="auto",
         description="Start the packaged llama.cpp server when no Ollama answers (auto)",
     )
-    llamacpp_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    llamacpp_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="TCP port of the packaged llama.cpp server (0 picks a free one)",
+    )
     data_port: int = Field(
         default=0,
         ge=0,
@@ -44,8 +50,18 @@ class NodeSettings(BaseSettings):
         description="TCP port of this node's HTTP data plane (0 picks a free one); open it "
         "to the Ray head in the firewall",
     )
-    llamacpp_model_path: Path | None = None
-    num_parallel: int = Field(default=1, ge=1, le=64, description="OLLAMA_NUM_PARALLEL")
+    llamacpp_model_path: Path | None = Field(
+        default=None,
+        description="The GGUF the packaged llama.cpp server serves, named after its file "
+        "(unset: smollm2:135m's; the packaged gemma-3-270m-q4_k_m.gguf is served as "
+        "gemma3:270m)",
+    )
+    num_parallel: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Requests the node runs at once per model: its Ollama's OLLAMA_NUM_PARALLEL",
+    )
     memory_bytes: int | None = Field(
         default=None,
         gt=0,
@@ -70,8 +86,14 @@ class NodeSettings(BaseSettings):
         description="Disk a pull must leave free on the device; also the least free disk a "
         "pull of a model of unknown size needs",
     )
-    connect_timeout: float = Field(default=5.0, gt=0)
-    probe_timeout: float = Field(default=2.0, gt=0)
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="TCP connect to the local backend (seconds)"
+    )
+    probe_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="One health probe of the local backend, each heartbeat (seconds)",
+    )
     engines: str = Field(
         default="auto",
         description=(
@@ -146,15 +168,41 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid")
 
-    port: int = Field(default=11435, ge=1, le=65535)
-    host: str = "0.0.0.0"
-    heartbeat_interval: float = Field(default=5.0, gt=0)
-    heartbeat_timeout: float = Field(default=15.0, gt=0)
-    heartbeat_offline: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=2, ge=0, le=10)
-    log_level: LogLevel = "DEBUG"
-    data_dir: Path = Field(default_factory=_default_data_dir)
-    database_url: str | None = None
+    port: int = Field(default=11435, ge=1, le=65535, description="HTTP endpoint port")
+    host: str = Field(
+        default="0.0.0.0", description="HTTP endpoint address (127.0.0.1: this machine only)"
+    )
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between node heartbeats (and upkeep passes)"
+    )
+    heartbeat_timeout: float = Field(
+        default=15.0, gt=0, description="A node silent this long is marked degraded (seconds)"
+    )
+    heartbeat_offline: float = Field(
+        default=30.0,
+        gt=0,
+        description="A node silent this long is marked offline (seconds; at once when Ray "
+        "reports its node dead)",
+    )
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries on another node when one fails before the first chunk",
+    )
+    log_level: LogLevel = Field(
+        default="DEBUG", description="Level of the JSONL logs (<data dir>/logs/herd.jsonl)"
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Logs, traces, the SQLite database, the admin token and the env file "
+        "(<data dir>/env, read before the environment)",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Database of traces and benchmarks, any SQLAlchemy URL (PostgreSQL "
+        "tested); unset: SQLite at <data dir>/herd.db. Migrated at start",
+    )
     trace_retention_days: int = Field(
         default=30,
         ge=0,
@@ -162,26 +210,81 @@ class Settings(BaseSettings):
         "deleted by the router hourly, in small batches, and the SQLite file shrinks "
         "(0: keep forever; benchmark runs are always kept)",
     )
-    ray_address: str = "auto"
-    ray_connect_timeout: float = Field(default=15.0, gt=0)
-    holding_queue_timeout: float = Field(default=30.0, ge=0)
-    first_chunk_timeout: float = Field(default=300.0, gt=0)
-    chunk_timeout: float = Field(default=120.0, gt=0)
-    actor_call_timeout: float = Field(default=10.0, gt=0)
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    keep_alive: float | str = Field(default=-1, description="keep_alive added to routed requests")
-    score_thermal_hot: float = 50.0
-    score_queue_penalty: float = 30.0
-    score_queue_step: float = 10.0
+    ray_address: str = Field(default="auto", description="Ray cluster to join")
+    ray_connect_timeout: float = Field(
+        default=15.0, gt=0, description="Joining the Ray cluster at start (seconds)"
+    )
+    holding_queue_timeout: float = Field(
+        default=30.0, ge=0, description="How long a request waits for a free node before 503"
+    )
+    first_chunk_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="A backend silent this long before its first chunk (a model load "
+        "included; an embedding's whole job) is cut: 503 naming the limit, retried elsewhere "
+        "(seconds; no answer has a total limit)",
+    )
+    chunk_timeout: float = Field(
+        default=120.0, gt=0, description="A stream silent this long between two chunks is cut"
+    )
+    actor_call_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="One control-plane call: a heartbeat, a node's show or delete, a router "
+        "read (seconds)",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Request body limit (413), counted while the body is read",
+    )
+    keep_alive: float | str = Field(
+        default=-1,
+        description="keep_alive added to routed requests that set none (seconds, or a "
+        "duration such as 5m; -1: keep loaded)",
+    )
+    score_thermal_hot: float = Field(default=50.0, description="Points: the model is loaded")
+    score_queue_penalty: float = Field(
+        default=30.0, description="Most points a busy node loses for its queue (none starves)"
+    )
+    score_queue_step: float = Field(
+        default=10.0,
+        description="Points lost per request beyond the node's free slots (half "
+        "for another model's requests)",
+    )
     # The rest of the seed's signals (herd/scoring/signals.py documents each one's range).
-    score_thermal_warm: float = Field(default=25.0, description="recently unloaded model")
-    score_thermal_disk: float = Field(default=5.0, description="model on disk only")
-    score_warm_window: float = Field(default=600.0, ge=0, description="seconds 'warm' lasts")
-    score_memory_fit: float = 20.0
-    score_latency_penalty: float = 25.0
-    score_role_affinity: float = 15.0
-    score_availability: float = 10.0
-    score_context_fit: float = 15.0
+    score_thermal_warm: float = Field(
+        default=25.0, description="Points: the model was unloaded recently (warm)"
+    )
+    score_thermal_disk: float = Field(
+        default=5.0, description="Points: the model is on the node's disk only"
+    )
+    score_warm_window: float = Field(
+        default=600.0, ge=0, description="Seconds an unloaded model still counts as warm"
+    )
+    score_memory_fit: float = Field(
+        default=20.0,
+        description="Points for free memory left after loading the model (all "
+        "of them at half the memory free)",
+    )
+    score_latency_penalty: float = Field(
+        default=25.0,
+        description="Most points lost for past p75 latency against the fleet's "
+        "best node for the model (all of them at twice the best)",
+    )
+    score_role_affinity: float = Field(
+        default=15.0,
+        description="Points when the model's size matches the node's memory "
+        "among the fleet's (large models on big machines)",
+    )
+    score_availability: float = Field(
+        default=10.0,
+        description="Most points lost by a node the capacity learner expects "
+        "to be unavailable (a laptop whose owner comes back)",
+    )
+    score_context_fit: float = Field(
+        default=15.0, description="Points when the request fits the context window it will run with"
+    )
     routing_policy: Literal["score", "expected_latency", "round_robin", "least_busy"] = Field(
         default="expected_latency",
         description="expected_latency (default: won bench/fleet.py): minimum expected "
@@ -216,7 +319,11 @@ class Settings(BaseSettings):
     prewarm_cooldown: float = Field(
         default=60.0, ge=0, description="Seconds before the same node and model are warmed again"
     )
-    serve_proxy: Literal["haproxy", "default"] = "haproxy"
+    serve_proxy: Literal["haproxy", "default"] = Field(
+        default="haproxy",
+        description="Ray Serve's ingress proxy: haproxy, or default (Serve's own, which "
+        "sees a client that hangs up at once)",
+    )
     data_plane: Literal["ray", "http"] = Field(
         default="http",
         description=(
@@ -240,8 +347,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         default=None,
         description="Inference keys, `name:key` pairs separated by commas (or a JSON object "
-        "name -> key); when set, every /v1/* and /api/* route but / and /api/version needs "
-        "one (Authorization: Bearer or x-api-key); the key's name is traced as tag key:NAME",
+        "name -> key); when set, every /v1/*, /api/* and /fleet/* route but / and "
+        "/api/version needs one (Authorization: Bearer or x-api-key); the key's name is "
+        "traced as tag key:NAME",
     )
     metrics: bool = Field(
         default=True,
@@ -262,21 +370,32 @@ class Settings(BaseSettings):
     )
     allowed_hosts: str = Field(
         default="",
-        description="Host header names allowed besides IP addresses, localhost, *.localhost "
-        "and this machine's names; comma list, *.suffix wildcards, * allows any",
+        description="Host header names allowed besides IP addresses, localhost, *.localhost, "
+        "*.local, *.internal and this machine's names; comma list, *.suffix wildcards, * "
+        "allows any",
     )
     pull_registries: str = Field(
         default="registry.ollama.ai",
-        description="Registries pulls may fetch from (comma list; a bare model name is "
-        "registry.ollama.ai's)",
+        description="Registries pulls (and auto-pulls) may fetch from, comma list of hosts "
+        "(host:port for a port); a model name is read as Ollama reads it, "
+        "[host/][namespace/]model[:tag]: llama3:8b is registry.ollama.ai's, hf.co/u/r:Q4_K_M "
+        "hf.co's; others get 403",
     )
     # --- bounds: each refused with 400/413 in the client's dialect before any node -----
     dashboard_max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Body limit of the dashboard's API and callbacks"
     )
-    max_model_name_chars: int = Field(default=200, ge=8, le=1000)
+    max_model_name_chars: int = Field(
+        default=200,
+        ge=8,
+        le=1000,
+        description="Longest model name; names take only Ollama's characters (ASCII letters, "
+        "digits, _ . : / - @ +), else 400",
+    )
     max_tags: int = Field(default=16, ge=0, le=256, description="Tags per request")
-    max_tag_chars: int = Field(default=64, ge=1, le=1000)
+    max_tag_chars: int = Field(
+        default=64, ge=1, le=1000, description="Characters per tag (printable), else 400"
+    )
     max_predict: int = Field(
         default=131072,
         ge=1,
@@ -426,24 +545,39 @@ _KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Parse the environment once; invalid values raise :class:`ConfigError` (one line)."""
+    """Parse the env file and the environment once (``herd.env_file``: the file is
+    ``<data dir>/env``, the environment wins over it, ``overrides`` over both); unknown
+    ``FLEET_*`` names are logged with the closest setting; invalid values raise
+    :class:`ConfigError` (one line)."""
     node_over = overrides.pop("node", None)
+    env = env_file.from_environment(Settings)
+    data_dir = overrides.get("data_dir") or env.get("data_dir") or _default_data_dir()
+    path = env_file.env_path(Path(str(data_dir)).expanduser())
+    env_file.warn_unknown(path, known_variables())
     try:
         if isinstance(node_over, NodeSettings):
             node = node_over
-        elif isinstance(node_over, dict):
-            node = NodeSettings(**node_over)
         else:
-            node = NodeSettings()
+            in_file = env_file.from_file(
+                NodeSettings, path, set_here=env_file.from_environment(NodeSettings)
+            )
+            given = node_over if isinstance(node_over, dict) else {}
+            node = NodeSettings(**{**in_file, **given})
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, "FLEET_NODE_")) from None
     try:
-        settings = Settings(node=node, **overrides)  # type: ignore[arg-type]
+        in_file = env_file.from_file(Settings, path, skip=("data_dir", "node"), set_here=env)
+        settings = Settings(node=node, **{**in_file, **overrides})
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, "FLEET_")) from None
     if settings.heartbeat_offline < settings.heartbeat_timeout:
         raise ConfigError("FLEET_HEARTBEAT_OFFLINE must be >= FLEET_HEARTBEAT_TIMEOUT")
     return settings
+
+
+def known_variables() -> set[str]:
+    """Every settings variable name (``FLEET_*`` and ``FLEET_NODE_*``)."""
+    return env_file.env_names(Settings, skip=("node",)) | env_file.env_names(NodeSettings)
 
 
 def _one_line(exc: ValidationError, prefix: str) -> str:
