@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# No FLEET_* variable of the outer shell; HOME a temp dir (autouse, shared with test_settings).
+from test_settings import _clean_env  # noqa: F401
 
 from herd.errors import ConfigError
 from herd.settings import known_variables, load_settings
 
 LOGGER = "herd.settings"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.upper().startswith("FLEET_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    yield
 
 
 def env_file(data_dir: Path, text: str, mode: int = 0o600) -> Path:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 from legacy_trace_schema import legacy_ddl
-from pgserver import PgServer
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from herd.traces import migrate
@@ -57,12 +56,10 @@ OLD_TRACE = {
 TABLES = ("request_traces", "trace_tags", "latency_observations", "benchmark_runs")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'herd.db'}"
-    server: PgServer = request.getfixturevalue("pg_server")
-    return server.create_database()
+@pytest.fixture
+def empty_url(db_url: str) -> str:
+    """A new, empty database: SQLite, then PostgreSQL (conftest's ``db_url``)."""
+    return db_url
 
 
 @pytest.fixture
