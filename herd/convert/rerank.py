@@ -78,6 +78,10 @@ def rank(
             )
         denominator = qnorm * _norm(vector)
         score = sum(map(mul, query, vector)) / denominator if denominator else 0.0
+        if not math.isfinite(score):
+            raise BackendError(
+                f"the node answered a non-finite embedding ({index})", retryable=False
+            )
         scored.append((index, min(1.0, max(-1.0, score))))  # rounding can pass 1
     scored.sort(key=lambda item: (-item[1], item[0]))
     return scored if top is None else scored[:top]

@@ -162,6 +162,12 @@ def test_a_vector_of_another_width_is_a_backend_error() -> None:
         rank([1.0, 0.0, 0.0], [[1.0, 0.0, 0.0], [1.0, 0.0]])
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_vector_is_a_backend_error(bad: float) -> None:
+    with pytest.raises(BackendError, match="non-finite embedding"):
+        rank([1.0, 0.0], [[1.0, 0.0], [bad, 0.0]])
+
+
 vectors = st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=3)
 
 
