@@ -218,6 +218,10 @@ class RouterActor:
     def forget_node(self, node_id: str) -> None:
         self.core.forget_node(node_id)
 
+    def forget_failures(self) -> int:
+        """Readmit every (node, model) pair the failure memory holds; returns how many."""
+        return self.core.forget_failures()
+
     def ping(self) -> str:
         return "ok"
 

@@ -186,12 +186,55 @@ EMPTY_PERF = PerfStats()
 
 
 @dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """When a (node, model) pair is cooled down (``FLEET_FAILURE_*``, see
+    :mod:`herd.scoring.failures`)."""
+
+    threshold: int = 3  # consecutive counted failures that trip the pair (0 = memory off)
+    cooldown_s: float = 10.0  # the first cooldown; each failed probe doubles it ...
+    cooldown_max_s: float = 300.0  # ... up to this
+    error_rate: float = 0.5  # a decaying error rate that trips the pair too (0 = off) ...
+    half_life_s: float = 60.0  # ... with this half-life, once 2 x threshold requests weigh in
+
+
+@dataclass(frozen=True, slots=True)
+class PairHealth:
+    """The failure memory of one model on one node (times on the router's clock)."""
+
+    failures: int = 0  # counted failures since the pair was last readmitted or forgotten
+    consecutive: int = 0  # counted failures since the last success
+    failed: float = 0.0  # decayed count of counted failures ...
+    seen: float = 0.0  # ... and of counted outcomes: the error rate is failed / seen
+    at: float = 0.0  # when ``failed`` and ``seen`` were last decayed
+    trips: int = 0  # cooldowns since the last success (each doubles the next one)
+    until: float | None = None  # tripped: cooling down until then, then half-open
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailureStats:
+    """Frozen failure memory, with the policy it follows: canonical model -> node id ->
+    :class:`PairHealth`, only for pairs that failed recently (see herd.scoring.failures)."""
+
+    models: Mapping[str, Mapping[str, PairHealth]] = field(default_factory=dict)
+    policy: FailurePolicy = FailurePolicy()
+
+    def pair(self, node_id: str, key: str) -> PairHealth | None:
+        by_node = self.models.get(key)
+        return by_node.get(node_id) if by_node is not None else None
+
+
+EMPTY_FAILURES = FailureStats()
+
+
+@dataclass(frozen=True, slots=True)
 class FleetSnapshot:
     """Frozen fleet state at one instant; scoring reads only this and ``now``."""
 
     nodes: tuple[NodeView, ...]
     taken_at: float
     perf: PerfStats = EMPTY_PERF
+    failures: FailureStats = EMPTY_FAILURES  # the failure memory: cooled-down pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,3 +279,6 @@ class Outcome:
     prompt_eval_s: float | None = None  # prompt_eval_duration
     eval_s: float | None = None  # eval_duration
     moved: bool = False  # handed back before any output (rebalancer, drain): not a failure
+    # The node or its backend failed (an error, a timeout): the failure memory counts it.
+    # Never a client's disconnect or bad input, nor a move (herd.scoring.failures).
+    node_fault: bool = False

@@ -319,6 +319,31 @@ class Settings(BaseSettings):
     prewarm_cooldown: float = Field(
         default=60.0, ge=0, description="Seconds before the same node and model are warmed again"
     )
+    failure_threshold: int = Field(
+        default=3,
+        ge=0,
+        description="Consecutive failures (backend errors, first-chunk timeouts; not client "
+        "disconnects or bad input) that cool a node down for a model (0: no failure memory)",
+    )
+    failure_cooldown: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a node is cooled down for a model after it tripped; then one "
+        "probe request goes through: success readmits it, failure doubles the cooldown",
+    )
+    failure_cooldown_max: float = Field(
+        default=300.0, gt=0, description="Longest cooldown, however often the probes fail"
+    )
+    failure_rate: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A decaying error rate that also cools the pair down, judged once twice "
+        "FLEET_FAILURE_THRESHOLD recent requests weigh in (0: only consecutive failures)",
+    )
+    failure_half_life: float = Field(
+        default=60.0, gt=0, description="Half-life in seconds of the decaying error rate"
+    )
     serve_proxy: Literal["haproxy", "default"] = Field(
         default="haproxy",
         description="Ray Serve's ingress proxy: haproxy, or default (Serve's own, which "

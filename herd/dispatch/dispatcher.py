@@ -39,6 +39,7 @@ from herd.errors import (
     HerdError,
     ModelNotFound,
 )
+from herd.scoring.failures import counts_against_node, nobody_left
 from herd.scoring.perf import metrics_from_final_chunk
 from herd.settings import Settings
 from herd.traces.context import TraceContext
@@ -57,8 +58,9 @@ class _Attempt:
     own: bool
     ended: bool = False
 
-    def end(self, ok: bool, error: str | None, last: Chunk | None) -> None:
-        """Report the outcome, stop the node's side if it failed, close the trace."""
+    def end(self, ok: bool, error: str | None, last: Chunk | None, fault: bool = False) -> None:
+        """Report the outcome, stop the node's side if it failed, close the trace.
+        ``fault``: the node failed (the failure memory counts it), not its client."""
         if self.ended:
             return
         self.ended = True
@@ -71,6 +73,7 @@ class _Attempt:
             started=True,
             first_chunk_s=self.ttft,
             error=error,
+            node_fault=fault and not ok,
             **metrics_from_final_chunk(last or {}),
         )
         ctx = self.ctx
@@ -260,7 +263,17 @@ class Dispatcher:
             except Exception as exc:
                 err = first_chunk_error(self.settings, req.kind, exc, node_id)
                 again = tries.failed(err, node_id)
-                self._report(decision, t0, ok=False, error=err.message, moved=again == "move")
+                fault = counts_against_node(err)
+                self._report(
+                    decision,
+                    t0,
+                    ok=False,
+                    error=err.message,
+                    moved=again == "move",
+                    node_fault=fault,
+                )
+                if again == "retry" and self._nowhere_else(req, tries.exclude()):
+                    again = None  # every holder failed it: the client hears now, not after a hold
                 if again != "move":
                     self.nodes.forget(node_id)
                 ctx.failed_attempt(node_id, err.message, retried=again == "retry")
@@ -278,6 +291,7 @@ class Dispatcher:
         last: Chunk | None = answer.first[-1] if answer.first else None
         ok = False
         error: str | None = None
+        fault = True  # the node's fault unless the client went away or sent bad input
         try:
             # One stall deadline for the whole answer (not a timer per batch); the time
             # the consumer holds a batch does not count.
@@ -301,11 +315,13 @@ class Dispatcher:
             answer.finish()  # the end of the node's answer is not waited for
         except HerdError as exc:
             error = exc.message
+            fault = counts_against_node(exc)
             if isinstance(exc, BackendError):
                 exc.retryable = False  # output has gone out: never retry it elsewhere
             raise
         except (GeneratorExit, asyncio.CancelledError):
             error = "client disconnected"
+            fault = False
             attempt.ctx.disconnected = True
             raise
         except TimeoutError:  # the node's own chunk timeout should have fired first
@@ -319,7 +335,18 @@ class Dispatcher:
             error = err.message
             raise BackendError(err.message, retryable=False) from None
         finally:
-            attempt.end(ok, error, last)
+            attempt.end(ok, error, last, fault)
+
+    def _nowhere_else(self, req: InferenceRequest, exclude: frozenset[str]) -> bool:
+        """Has every node that holds the request's models (not offline) failed it or is
+        cooling down for them? Only the mirror can tell; without a fresh one, ask the
+        router as usual."""
+        now = time.time()
+        if not self.mirror.fresh(now):
+            return False
+        snapshot = self.mirror.snapshot(now)
+        plan = plan_route(req, snapshot, self.mirror.toggles, exclude)
+        return nobody_left(snapshot, plan.models, exclude, now) is not None
 
     def _end_trace(self, ctx: TraceContext, own: bool, err: HerdError | None) -> None:
         if err is not None:

@@ -33,7 +33,7 @@ from herd.routing.maintenance import (
     plan_rebalance,
     queued_by_model,
 )
-from herd.scoring import RouteQuery
+from herd.scoring import RouteQuery, failures
 from herd.scoring.perf import PerfBook
 from herd.settings import Settings
 
@@ -64,6 +64,7 @@ class RouterCore:
         self.fleet = FleetState(settings.heartbeat_timeout, settings.heartbeat_offline)
         self._turns = itertools.count()  # round-robin's turn counter
         self.perf = PerfBook()  # learned per node and model from outcomes and heartbeats
+        self.failures = failures.empty(failures.policy_from(settings))  # frozen
         # Runtime toggles (dashboard Settings view); fleet mirrors get them with the fleet.
         self.toggles: dict[str, bool] = {
             "auto_pull": settings.auto_pull,
@@ -90,6 +91,8 @@ class RouterCore:
             "moved": 0,
             "prewarmed": 0,
             "reaped": 0,
+            "cooled_down": 0,  # (node, model) pairs tripped by the failure memory
+            "readmitted": 0,  # ... and let back in after a successful probe
         }
         # Fleet mirrors (herd.routing.mirror): who this router is (changes on restart)
         # and the last report batch applied per ingress.
@@ -112,6 +115,7 @@ class RouterCore:
         """A node removed from the herd (``herd`` removed its actor): drop what it had."""
         self.fleet.remove(node_id)
         self.perf.forget_node(node_id)
+        self.failures = failures.forget_node(self.failures, node_id)
         self._models_seen.pop(node_id, None)
         self._notify()
 
@@ -123,7 +127,7 @@ class RouterCore:
         )
 
     def snapshot(self, now: float) -> FleetSnapshot:
-        return self.fleet.snapshot(now, self.perf.freeze())
+        return self.fleet.snapshot(now, self.perf.freeze(), self.failures)
 
     def set_toggles(self, changes: dict[str, bool]) -> dict[str, bool]:
         """Change runtime toggles (only known ones, booleans); returns all of them."""
@@ -217,6 +221,10 @@ class RouterCore:
                 return decision
         if not any(self.known_model(m) for m in models):
             raise ModelNotFound(f"model '{models[0]}' not found")
+        now = self.clock()
+        hopeless = failures.nobody_left(self.snapshot(now), models, exclude, now)
+        if hopeless is not None and hopeless.cooling:  # holding would not help: say why now
+            raise hopeless.error()
         limit = self.settings.holding_queue_timeout if wait is None else wait
         waiter = _Waiter(
             request_id,
@@ -294,6 +302,8 @@ class RouterCore:
             dict(self.applied),
             self.perf.freeze(),
             dict(self.toggles),
+            self.failures,
+            self.clock(),
         )
 
     async def wait_view(
@@ -316,6 +326,10 @@ class RouterCore:
     def _release(self, outcome: Outcome) -> None:
         entry = self.fleet.end(outcome.request_id)
         self.perf.observe_outcome(outcome)
+        self.failures, event = failures.learn(self.failures, outcome, self.clock())
+        if event is not None:  # a pair cooled down or readmitted
+            self.counters[event["kind"]] += 1
+            self.events.append(event)
         if outcome.moved:
             return  # the request goes on elsewhere: neither served nor failed here
         self.counters["ok" if outcome.ok else "failed"] += 1
@@ -390,6 +404,15 @@ class RouterCore:
                 }
             )
 
+    def forget_failures(self) -> int:
+        """Readmit every pair the failure memory holds (an operator fixed the nodes; tests
+        between cases); returns how many it held."""
+        held = sum(len(by_node) for by_node in self.failures.models.values())
+        self.failures = failures.empty(self.failures.policy)
+        self._reports += 1  # a new view version, so ingress mirrors forget them too
+        self._notify()
+        return held
+
     def warmed(self, warm: Warm, ok: bool) -> None:
         if ok:
             self.counters["prewarmed"] += 1
@@ -452,6 +475,7 @@ class RouterCore:
         """Fleet state as plain JSON-able data (``/fleet/status``, ``herd status``)."""
         now = self.clock()
         snap = self.fleet.snapshot(now)
+        remembered = failures.report(self.failures, now)
         nodes = []
         for view in snap.nodes:
             hb = view.heartbeat
@@ -483,6 +507,7 @@ class RouterCore:
                         {"name": m.name, "size": m.size, "context_length": m.context_length}
                         for m in hb.loaded
                     ],
+                    "failures": remembered.get(hb.node_id, []),  # the failure memory
                 }
             )
         return {

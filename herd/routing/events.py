@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from herd.domain import EMPTY_PERF, Outcome, PerfStats
+from herd.domain import EMPTY_FAILURES, EMPTY_PERF, FailureStats, Outcome, PerfStats
 from herd.routing.fleet import MirrorNode
 
 REPORT_EVERY_S = 0.05  # an ingress sends pending events at least this often ...
@@ -50,3 +50,5 @@ class MirrorData:
     applied: dict[str, int] = field(default_factory=dict)
     perf: PerfStats = EMPTY_PERF  # the router's learned performance
     toggles: dict[str, bool] = field(default_factory=dict)  # runtime toggles
+    failures: FailureStats = EMPTY_FAILURES  # the router's failure memory ...
+    clock: float = 0.0  # ... whose times are on the router's clock, which read this then

@@ -12,7 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from herd.domain import (
+    EMPTY_FAILURES,
     EMPTY_PERF,
+    FailureStats,
     FleetSnapshot,
     NodeHeartbeat,
     NodeStatus,
@@ -152,9 +154,12 @@ class FleetState:
     def in_flight(self) -> list[InFlight]:
         return list(self._requests.values())
 
-    def snapshot(self, now: float, perf: PerfStats = EMPTY_PERF) -> FleetSnapshot:
+    def snapshot(
+        self, now: float, perf: PerfStats = EMPTY_PERF, failures: FailureStats = EMPTY_FAILURES
+    ) -> FleetSnapshot:
         """A frozen view; rebuilt only when state changed or a status may have aged.
-        ``perf`` (the router's learned performance) rides along."""
+        ``perf`` (the router's learned performance) and ``failures`` (its failure memory)
+        ride along."""
         bucket = now // 0.25  # statuses age with time: refresh at least every 250 ms
         if self._snapshot is None or bucket != self._snapshot_bucket:
             self._snapshot = FleetSnapshot(
@@ -170,10 +175,11 @@ class FleetState:
                 ),
                 now,
                 perf,
+                failures,
             )
             self._snapshot_bucket = bucket
-        elif self._snapshot.perf is not perf:
-            self._snapshot = replace(self._snapshot, perf=perf)
+        elif self._snapshot.perf is not perf or self._snapshot.failures is not failures:
+            self._snapshot = replace(self._snapshot, perf=perf, failures=failures)
         return self._snapshot
 
     def known_model(self, model: str) -> bool:

@@ -20,8 +20,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from herd.domain import (
+    EMPTY_FAILURES,
     EMPTY_PERF,
     Decision,
+    FailureStats,
     FleetSnapshot,
     NodeView,
     Outcome,
@@ -32,6 +34,7 @@ from herd.routing.decide import decide, with_turn
 from herd.routing.events import REPORT_BATCH, REPORT_EVERY_S, Begin, Event, MirrorData, Note
 from herd.routing.fleet import MirrorNode, node_status
 from herd.scoring import RouteQuery, ScoringWeights
+from herd.scoring.failures import observe, rebased
 
 STALE_AFTER_S = 1.5  # a mirror not confirmed by the router for this long is not used
 
@@ -42,6 +45,15 @@ class _Pending:
     model: str  # canonical
     delta: int  # +1 begin, -1 end
     seq: int | None = None  # the batch that carried it; None while unsent
+
+
+@dataclass(slots=True)
+class _Seen:
+    """An outcome that changed the failure memory here, kept until the router applied it."""
+
+    outcome: Outcome
+    at: float
+    seq: int | None = None  # as in _Pending
 
 
 class FleetMirror:
@@ -81,6 +93,11 @@ class FleetMirror:
         self._bucket = -1.0
         self._counts: dict[str, dict[str, int]] = {}  # per node: in flight by model
         self._index: dict[str, int] = {}  # node id -> its place in the snapshot
+        # The failure memory: the router's (on the local clock), plus the outcomes seen
+        # here that its view does not reflect yet, replayed on top.
+        self._router_failures: FailureStats = EMPTY_FAILURES
+        self._seen: list[_Seen] = []
+        self.failures: FailureStats = EMPTY_FAILURES
 
     # --- the mirror ------------------------------------------------------------------
     def load(self, data: MirrorData, now: float) -> None:
@@ -88,9 +105,14 @@ class FleetMirror:
         if data.epoch != self.epoch:
             # A new router: whatever the old one was told is gone with it.
             self._overlay = [p for p in self._overlay if p.seq is None]
+            self._seen = [s for s in self._seen if s.seq is None]
             self.epoch = data.epoch
         applied = data.applied.get(self.source, -1)
         self._overlay = [p for p in self._overlay if p.seq is None or p.seq > applied]
+        self._seen = [s for s in self._seen if s.seq is None or s.seq > applied]
+        offset = now - data.clock if data.clock else 0.0
+        self._router_failures = rebased(data.failures, offset)
+        self._replay()
         self.version = data.version
         self._nodes = data.nodes
         self.perf = data.perf
@@ -147,7 +169,7 @@ class FleetMirror:
                     last_seen=last_seen,
                 )
             )
-        self._snapshot = FleetSnapshot(tuple(views), now, self.perf)
+        self._snapshot = FleetSnapshot(tuple(views), now, self.perf, self.failures)
         self._bucket = bucket
         return self._snapshot
 
@@ -165,7 +187,7 @@ class FleetMirror:
         views[index] = replace(
             views[index], in_flight=sum(by_model.values()), in_flight_by_model=by_model
         )
-        self._snapshot = FleetSnapshot(tuple(views), snap.taken_at, snap.perf)
+        self._snapshot = FleetSnapshot(tuple(views), snap.taken_at, snap.perf, snap.failures)
 
     # --- decisions -------------------------------------------------------------------
     def try_route(
@@ -198,6 +220,12 @@ class FleetMirror:
         self._add(outcome, now)
         if outcome.node_id is not None:
             self._book(outcome.node_id, outcome.model, -1)
+            failures = observe(self.failures, outcome, now)
+            if failures is not self.failures:
+                self._seen.append(_Seen(outcome, now))
+                self.failures = failures
+                if self._snapshot is not None:
+                    self._snapshot = replace(self._snapshot, failures=failures)
 
     def _book(self, node_id: str, model: str, delta: int) -> None:
         key = canonical_model(model)
@@ -239,11 +267,23 @@ class FleetMirror:
         for p in self._overlay:
             if p.seq is None:
                 p.seq = self._seq
+        for s in self._seen:
+            if s.seq is None:
+                s.seq = self._seq
         return self._seq, events
 
     def batch_lost(self, seq: int) -> None:
         """A batch may not have reached the router: stop counting its events locally."""
-        before = len(self._overlay)
+        before = len(self._overlay), len(self._seen)
         self._overlay = [p for p in self._overlay if p.seq != seq]
-        if len(self._overlay) != before:
+        self._seen = [s for s in self._seen if s.seq != seq]
+        if before[1] != len(self._seen):
+            self._replay()
+        if before != (len(self._overlay), len(self._seen)):
             self._snapshot = None
+
+    def _replay(self) -> None:
+        failures = self._router_failures
+        for seen in self._seen:
+            failures = observe(failures, seen.outcome, seen.at)
+        self.failures = failures

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from herd.domain import EMPTY_PERF, FleetSnapshot, ModelPerf, NodeView, PerfStats
+from herd.domain import EMPTY_PERF, FleetSnapshot, ModelPerf, NodeView, PairHealth, PerfStats
 from herd.scoring.query import RouteQuery
 from herd.scoring.weights import ScoringWeights
 
@@ -29,6 +29,7 @@ class ScoreContext:
     mem_lo: float = 0.0  # log2 of the smallest memory_total in the fleet (0 = unknown)
     mem_hi: float = 0.0  # log2 of the largest
     model_pos: float | None = None  # role affinity: the model's size, 0 small .. 1 large
+    failures: Mapping[str, PairHealth] = field(default_factory=dict)  # node id -> the model's
 
 
 def build_context(
@@ -66,6 +67,7 @@ def build_context(
         mem_lo=math.log2(lo) if lo else 0.0,
         mem_hi=math.log2(hi) if hi else 0.0,
         model_pos=model_pos,
+        failures=snapshot.failures.models.get(key, {}),
     )
 
 

@@ -23,6 +23,7 @@ T0 = 10_000.0
 INTERVAL = 30.0
 # Upkeep counters of a router whose queue and upkeep had nothing to do.
 IDLE = {"held": 0, "hold_timeouts": 0, "moved": 0, "prewarmed": 0, "reaped": 0}
+IDLE |= {"cooled_down": 0, "readmitted": 0}  # the failure memory's
 
 
 class Clock:
@@ -431,5 +432,6 @@ async def test_status_shape(core: RouterCore, clock: Clock) -> None:
         "in_flight_by_model": {"tiny:1b": 1},
         "models": ["tiny:1b", "embedder:latest"],
         "loaded_models": [{"name": "tiny:1b", "size": 100, "context_length": 4096}],
+        "failures": [],  # nothing failed there
     }
     assert nodes["b"]["draining"] is True and nodes["b"]["backend_ok"] is False

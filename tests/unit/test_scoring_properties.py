@@ -17,6 +17,7 @@ from test_scoring import GIB, NOW, W, node
 from test_scoring_signals import RANGES
 
 from herd.domain import (
+    FailureStats,
     FleetModelPerf,
     FleetSnapshot,
     LoadedModel,
@@ -24,6 +25,7 @@ from herd.domain import (
     ModelPerf,
     NodePerf,
     NodeView,
+    PairHealth,
     PerfStats,
     canonical_model,
 )
@@ -102,7 +104,15 @@ def snapshots(draw: st.DrawFn) -> FleetSnapshot:
         )
         for m in draw(st.lists(st.sampled_from(MODEL_POOL), max_size=3))
     }
-    return FleetSnapshot(nodes, NOW, PerfStats(learned, rates, fleet))
+    failures: dict[str, dict[str, PairHealth]] = {}  # the failure memory: some pairs tripped
+    for i in ids:
+        for m in draw(st.lists(st.sampled_from(MODEL_POOL), max_size=2)):
+            until = draw(st.none() | st.floats(NOW - 30, NOW + 30))
+            failures.setdefault(canonical_model(m), {})[i] = PairHealth(
+                3, 3, 3.0, 3.0, NOW, 1, until, "boom"
+            )
+    perf = PerfStats(learned, rates, fleet)
+    return FleetSnapshot(nodes, NOW, perf, FailureStats(failures))
 
 
 @st.composite
@@ -163,7 +173,8 @@ def test_property_ranking_is_deterministic(
     assert key(rank(s, q, NOW, W, frozenset())) == first
     shuffled = list(s.nodes)
     random.Random(seed).shuffle(shuffled)
-    assert key(rank(FleetSnapshot(tuple(shuffled), NOW, s.perf), q, NOW, W, frozenset())) == first
+    again = FleetSnapshot(tuple(shuffled), NOW, s.perf, s.failures)
+    assert key(rank(again, q, NOW, W, frozenset())) == first
 
 
 @settings(max_examples=100, deadline=None)
