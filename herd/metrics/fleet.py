@@ -7,8 +7,8 @@ requests per node and model, slots, the holding queue per model, loaded models a
 memory per node, the trace writer's backlog and failures, and the router's own counters.
 Nothing runs between scrapes. Node and model labels go through the recorder's caps.
 
-A router counter gets a metric when :data:`ROUTER_COUNTERS` names it (a new counter in
-``RouterCore.counters``, e.g. failure-memory cooldown trips, needs one line here).
+A router counter gets a metric when :data:`ROUTER_COUNTERS` names it and the router
+reports it (a new counter in ``RouterCore.counters`` needs one entry here).
 """
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ ROUTER_COUNTERS: dict[str, tuple[str, str]] = {
     "moved": ("herd_rebalanced_requests", "Requests the rebalancer moved off a busy node"),
     "prewarmed": ("herd_prewarms", "Models pre-warmed on a node for a queue"),
     "reaped": ("herd_zombies_reaped", "In-flight entries reaped after FLEET_ZOMBIE_TIMEOUT"),
+    "cooled_down": (
+        "herd_failure_cooldowns",
+        "Node and model pairs the failure memory cooled down after failures",
+    ),
+    "readmitted": (
+        "herd_failure_readmissions",
+        "Cooled-down node and model pairs readmitted after a successful probe",
+    ),
 }
 
 Status = Callable[[], Mapping[str, Any]]

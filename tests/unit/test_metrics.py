@@ -22,6 +22,7 @@ from herd.routing.core import RouterCore
 from herd.routing.events import Begin, Note
 from herd.traces.records import TraceRecord
 
+MODEL = "tiny:1b"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -143,15 +144,15 @@ def test_model_names_are_canonical() -> None:
 
 def test_routing_events_moves_context_protection_and_vram_fallback() -> None:
     m = metrics(known_model=known("tiny:1b", "big:70b"))
-    now = time.time()
+    now, tiny = time.time(), {"model": MODEL}
     m.events(
         [
             Begin("r1", "alpha", "tiny:1b", 0),
             Begin("r2", "beta", "tiny:1b", 1),
             Outcome("r1", "alpha", "tiny:1b", ok=False, moved=True),
             Outcome("r2", "beta", "tiny:1b", ok=True),
-            Note("context_protection", {"action": "strip", "model": "tiny:1b", "node_id": "alpha"}, now),
-            Note("vram_fallback", {"model": "big:70b", "served": "tiny:1b", "node_id": "beta"}, now),
+            Note("context_protection", {"action": "strip", **tiny, "node_id": "alpha"}, now),
+            Note("vram_fallback", {"model": "big:70b", "served": MODEL, "node_id": "beta"}, now),
             Note("something_else", {"model": "tiny:1b"}, now),
         ]
     )  # fmt: skip
@@ -204,6 +205,7 @@ def fleet_status() -> dict[str, Any]:
     status = core.status()
     status["queue"]["waiting"] = 3
     status["queue"]["waiting_by_model"] = {"tiny:1b": 2, "coder:1b": 1}
+    status["counters"]["cooled_down"] = 2  # the failure memory's trips, once the router counts them
     status["traces"] = {"submitted": 10, "written": 6, "quarantined": 1, "failures": 2,
                         "crashes": 0, "alive": True}  # fmt: skip
     return status
@@ -228,6 +230,7 @@ def test_fleet_gauges_from_the_router_state() -> None:
     assert value(found, "herd_trace_writer_failures_total") == 2
     assert value(found, "herd_trace_writer_up") == 1
     assert value(found, "herd_router_held_requests_total") == 0
+    assert value(found, "herd_failure_cooldowns_total") == 2
     assert value(found, "herd_build_info") == 1
 
 
@@ -245,7 +248,7 @@ def test_promtool_accepts_the_exposition() -> None:
     assert promtool, "promtool is missing: `make system-deps` installs Debian's prometheus"
     m = metrics(fleet_status(), known_model=known("tiny:1b"))
     m.traces([record("a"), record("b", status="error", retries=1, fallback_used=True)])
-    m.events([Begin("a", "alpha", "tiny:1b", 0), Outcome("a", "alpha", "tiny:1b", False, moved=True)])
+    m.events([Begin("a", "alpha", MODEL, 0), Outcome("a", "alpha", MODEL, False, moved=True)])
     body = m.exposition()
     result = subprocess.run(
         [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30
