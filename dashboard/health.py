@@ -8,7 +8,9 @@ check and returns ``{"checked_at", "status", "checks"}``; each check is
 ``ok`` (passing), ``info``, ``warning`` or ``critical``.
 
 Router events read (by ``kind``): ``zombie_reaped``, ``context_protection`` (any event
-whose kind starts with ``context``: ``num_ctx`` stripped, upgraded or warned about).
+whose kind starts with ``context``: ``num_ctx`` stripped, upgraded or warned about). The
+failure memory's pairs are read from each node's ``failures`` and the ``cooled_down`` /
+``readmitted`` counters.
 """
 
 from __future__ import annotations
@@ -326,6 +328,35 @@ def check_context(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresho
     )  # fmt: skip
 
 
+def check_failure_memory(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresholds) -> dict:
+    """Pairs the router's failure memory cools down (``failures`` per node in the status)."""
+    pairs = [
+        {"node_id": n["node_id"], **f}
+        for n in _nodes(status)
+        for f in n.get("failures") or []
+        if f.get("state") in ("cooling_down", "half_open")
+    ]
+    trips = _count(status.get("counters") or {}, "cooled_down")
+    if pairs:
+        return _check(
+            "failure_memory", "warning", f"{len(pairs)} node/model pair(s) cooling down",
+            "These nodes failed requests for these models again and again (backend errors, "
+            "timeouts); the router sends them none until the cooldown ends, then one probe: "
+            "success readmits the pair, failure doubles the cooldown (FLEET_FAILURE_*).",
+            "Read each pair's last error; check that node's backend logs, memory and model "
+            "files (`ollama run MODEL` there), and re-pull a damaged model.",
+            pairs=pairs, cooled_down=trips,
+        )  # fmt: skip
+    if trips:
+        return _check(
+            "failure_memory", "info", f"Pairs were cooled down {trips} time(s) since start",
+            "Nodes failed requests often enough to be cooled down; every pair is admitted now.",
+            "If it keeps happening, look for that node's errors in Traces (status=error).",
+            cooled_down=trips, readmitted=_count(status.get("counters") or {}, "readmitted"),
+        )  # fmt: skip
+    return _ok("failure_memory", "No failing nodes", "No node is cooled down after failures.")
+
+
 def check_trace_store(status: Mapping[str, Any], _t: Mapping[str, Any], _th: Thresholds) -> dict:
     stats = status.get("traces") or {}
     behind = list(stats.get("committed") or []) < list(stats.get("end") or [])
@@ -363,6 +394,7 @@ CHECKS: Sequence[Callable[[Mapping[str, Any], Mapping[str, Any], Thresholds], di
     check_versions,
     check_context,
     check_zombies,
+    check_failure_memory,
     check_queue,
     check_disconnects,
     check_trace_store,

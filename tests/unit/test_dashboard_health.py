@@ -254,3 +254,29 @@ def test_trace_store_quarantined_traces() -> None:
     check = check_of(status, traffic(), "trace_store")
     assert check["severity"] == "warning" and check["title"] == "2 trace(s) quarantined"
     assert check["details"]["file"] == "/data/traces/spool/quarantine.jsonl"
+
+
+def test_failure_memory_pairs_cooling_down() -> None:
+    status = healthy_status()
+    assert check_of(status, traffic(), "failure_memory")["severity"] == "ok"
+    reason = "cooling down after 3 failures: llama runner process has terminated"
+    cooling = {
+        "model": "tiny:1b",
+        "state": "cooling_down",
+        "failures": 3,
+        "trips": 1,
+        "cooldown_left_s": 7.5,
+        "last_error": "llama runner process has terminated",
+        "reason": reason,
+    }
+    admitted = cooling | {"model": "coder:1b", "state": "admitted", "reason": None, "trips": 0}
+    status["nodes"][0]["failures"] = [cooling, admitted]
+    status["counters"] = {"cooled_down": 2, "readmitted": 1}
+    check = check_of(status, traffic(), "failure_memory")
+    assert (check["severity"], check["title"]) == ("warning", "1 node/model pair(s) cooling down")
+    assert check["details"]["pairs"] == [{"node_id": "a", **cooling}]
+    assert check["details"]["cooled_down"] == 2
+    assert run_checks(status, traffic(), NOW)["status"] == "warning"
+    status["nodes"][0]["failures"] = [admitted]  # readmitted since: only the history is left
+    check = check_of(status, traffic(), "failure_memory")
+    assert check["severity"] == "info" and check["details"] == {"cooled_down": 2, "readmitted": 1}
