@@ -5,8 +5,8 @@ beta: tiny:1b on disk, thinker:1b loaded
 gamma: tiny:1b on disk, coder:1b loaded (long answers), embedder
 gemma (a second NodeActor on alpha's Ray node): the real gemma3:270m (a base model) on
     llama.cpp, and the real media engines (MiniLM on sentence-transformers, whisper
-    tiny.en on faster-whisper, the tiny random diffusers pipeline tiny-sd:random), loaded
-    on first use
+    tiny.en on faster-whisper, the tiny random diffusers pipeline tiny-sd:random, text to
+    speech on Piper with the packaged voice (tts-1) and on espeak-ng), loaded on first use
 smol (a third NodeActor on alpha's Ray node): the real smollm2:135m (instruction-tuned,
     the embedded default) on llama.cpp
 Each node's backend is an Ollama emulator process; tests inject faults through its
@@ -28,7 +28,7 @@ from fleet_auth import ADMIN, ADMIN_TOKEN
 from herd.settings import load_settings
 from herd.sim.testing import fast_profile
 
-MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers"
+MEDIA_ENGINES = "sentence-transformers,faster-whisper,diffusers,piper,espeak-ng"
 
 NODE_PROFILES: dict[str, dict[str, Any]] = {
     "alpha": {"preload": ["tiny:1b"], "num_parallel": 4},

@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -50,9 +51,9 @@ def engine(engines: MediaEngines, model: str) -> TtsEngine:
 
 def decoded(data: bytes) -> tuple[str, int, float]:
     """(codec, sample rate, seconds) of an audio file, by decoding every frame."""
-    with av.open(io.BytesIO(data)) as box:
+    with av.open(io.BytesIO(data), mode="r") as box:
         stream = box.streams.audio[0]
-        samples = sum(f.samples for packet in box.demux(stream) for f in packet.decode())
+        samples = sum(int(f.samples) for packet in box.demux(stream) for f in packet.decode())
         return stream.codec_context.name, stream.rate, samples / stream.rate
 
 
@@ -148,9 +149,17 @@ BAD = {
 
 @pytest.mark.parametrize("model", [PIPER, "espeak-ng"])
 @pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
-async def test_bad_requests(engines: MediaEngines, model: str, case: tuple[dict[str, object], str]) -> None:
+async def test_bad_requests(
+    engines: MediaEngines, model: str, case: tuple[dict[str, object], str]
+) -> None:
     over, message = case
-    args = {"text": "hello", "voice": "alloy", "speed": 1.0, "response_format": "mp3", **over}
+    args: dict[str, Any] = {
+        "text": "hello",
+        "voice": "alloy",
+        "speed": 1.0,
+        "response_format": "mp3",
+        **over,
+    }
     text = args.pop("text")
     with pytest.raises(BadRequest, match=message):
         await engine(engines, model).synthesize(model, text, **args)
