@@ -5,7 +5,10 @@ of torch / ctranslate2 and the model load), then repeats its call:
 
 * embeddings: sentence-transformers MiniLM (``all-minilm:l6-v2``), 1 sentence;
 * speech-to-text: faster-whisper tiny.en (``whisper:tiny.en``), ~3 s of espeak-ng speech;
-* images: diffusers ``tiny-sd:random``, 64x64, default 2 steps.
+* images: diffusers ``tiny-sd:random``, 64x64, default 2 steps;
+* text to speech: Piper ``piper:en_US-joe-medium`` and ``espeak-ng``, one ~3 s sentence,
+  as wav and as mp3 (the encoding's cost); ``rtf`` is the real-time factor, call time
+  over audio length (below 1: faster than real time).
 
 Prints a table, then one line of JSON (``{"bench": "media_engines", ...}``) last.
 
@@ -29,14 +32,30 @@ SENTENCE = "The router sends each request to the best machine in the fleet."
 SPOKEN = "Please send the weather report to the kitchen before noon."
 
 
-async def _measure(engine_kind: str, repeat: int, wav: str) -> dict[str, object]:
+TTS = {"piper": "piper:en_US-joe-medium", "espeak-ng": "espeak-ng"}
+TTS_ROWS = ("piper:wav", "piper:mp3", "espeak-ng:wav", "espeak-ng:mp3")
+
+
+async def _measure(row: str, repeat: int, wav: str) -> dict[str, object]:
     from herd.backends.media_detect import detect_media_engines
     from herd.settings import load_settings
 
+    engine_kind, _, fmt = row.partition(":")
     started = time.perf_counter()
     engines = detect_media_engines(load_settings(node={"engines": engine_kind}))
     detect_s = time.perf_counter() - started
-    if engine_kind == "sentence-transformers":
+    audio_s: list[float] = []
+    if engine_kind in TTS:
+        speaker = engines.tts_for(TTS[engine_kind])
+        assert speaker is not None, f"{engine_kind}: run make setup / make system-deps"
+
+        async def call() -> float:
+            r = await speaker.synthesize(
+                TTS[engine_kind], SPOKEN, voice="alloy", speed=1.0, response_format=fmt
+            )
+            audio_s.append(r.duration_s)
+            return r.load_s
+    elif engine_kind == "sentence-transformers":
         embedder = engines.embedding_for("all-minilm:l6-v2")
         assert embedder is not None
 
@@ -72,8 +91,11 @@ async def _measure(engine_kind: str, repeat: int, wav: str) -> dict[str, object]
         await call()
         times.append(time.perf_counter() - t)
     await engines.close()
+    rtf = round(statistics.median(times) / statistics.median(audio_s), 3) if audio_s else None
     return {
-        "engine": engine_kind,
+        "engine": row,
+        "audio_s": round(statistics.median(audio_s), 2) if audio_s else None,
+        "rtf_p50": rtf,
         "detect_ms": round(detect_s * 1000, 1),
         "import_and_load_s": round(load_s, 2),
         "first_call_s": round(first_s, 2),
@@ -103,18 +125,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wav = str(Path(tmp) / "speech.wav")
         subprocess.run([espeak, "-w", wav, SPOKEN], check=True)
-        for kind in ("sentence-transformers", "faster-whisper", "diffusers"):
+        for kind in ("sentence-transformers", "faster-whisper", "diffusers", *TTS_ROWS):
             out = subprocess.run(
                 [sys.executable, __file__, "--child", kind, "--repeat", str(args.repeat),
                  "--wav", wav],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'engine':24} {'import+load s':>13} {'1st call s':>10} {'p50 ms':>8} {'min ms':>8}")
+    head = f"{'engine':24} {'import+load s':>13} {'1st call s':>10} {'p50 ms':>8} {'min ms':>8}"
+    print(f"{head} {'rtf':>6}")
     for r in rows:
+        rtf = "" if r["rtf_p50"] is None else r["rtf_p50"]
         print(
             f"{r['engine']:24} {r['import_and_load_s']:>13} {r['first_call_s']:>10} "
-            f"{r['call_p50_ms']:>8} {r['call_min_ms']:>8}"
+            f"{r['call_p50_ms']:>8} {r['call_min_ms']:>8} {rtf:>6}"
         )
     print(json.dumps({"bench": "media_engines", "repeat": args.repeat, "engines": rows}))
 
