@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -50,6 +51,9 @@ class RequestRecorder:
         self._small = LabelCap(MAX_SMALL_LABELS * 4)  # dialects, kinds, actions together
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.duplicates = 0
+        # (metric, label values) -> its child: ``labels()`` checks its arguments each
+        # time (~5 us); as many entries as series, which the label caps bound.
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         r = registry
         self.requests = Counter(
             "herd_requests",
@@ -134,32 +138,32 @@ class RequestRecorder:
         kind, node = self._small(t.kind), self.nodes(t.node_id)
         model, served = self.model(t.requested_model), self.model(t.served_model)
         status = t.status if t.status in TRACE_STATUSES else "error"
-        self.requests.labels(self._small(t.dialect), kind, model, served, node, status).inc()
+        self._at(self.requests, self._small(t.dialect), kind, model, served, node, status).inc()
         if t.latency_s is not None and t.latency_s >= 0:
-            self.duration.labels(kind, served, node, status).observe(t.latency_s)
+            self._at(self.duration, kind, served, node, status).observe(t.latency_s)
         if t.ttft_s is not None and t.ttft_s >= 0:
-            self.ttft.labels(kind, served, node).observe(t.ttft_s)
+            self._at(self.ttft, kind, served, node).observe(t.ttft_s)
         tps = t.tokens_per_s
         if tps is not None:
-            self.tps.labels(served, node).observe(tps)
+            self._at(self.tps, served, node).observe(tps)
         if t.status == "ok":
             if t.prompt_tokens > 0:
-                self.tokens.labels("prompt", served, node).inc(t.prompt_tokens)
+                self._at(self.tokens, "prompt", served, node).inc(t.prompt_tokens)
             if t.completion_tokens > 0:
-                self.tokens.labels("completion", served, node).inc(t.completion_tokens)
+                self._at(self.tokens, "completion", served, node).inc(t.completion_tokens)
         if t.retries > 0:
-            self.retries.labels(kind, model).inc(t.retries)
+            self._at(self.retries, kind, model).inc(t.retries)
         if t.fallback_used:
-            self.fallbacks.labels(kind, model, served).inc()
+            self._at(self.fallbacks, kind, model, served).inc()
 
     def events(self, events: Iterable[Event]) -> None:
         """A report batch of an ingress: decisions it made, ends of attempts, notes."""
         for event in events:
             if isinstance(event, Begin):
-                self.queue_wait.labels(self.model(event.model)).observe(0.0)
+                self._at(self.queue_wait, self.model(event.model)).observe(0.0)
             elif isinstance(event, Outcome):
                 if event.moved:
-                    self.moves.labels(self.model(event.model), self.nodes(event.node_id)).inc()
+                    self._at(self.moves, self.model(event.model), self.nodes(event.node_id)).inc()
             elif isinstance(event, Note):
                 self.note(event)
 
@@ -169,14 +173,21 @@ class RequestRecorder:
         node = self.nodes(_text(fields.get("node_id")))
         if note.kind == "context_protection":
             action = self._small(_text(fields.get("action")))
-            self.context_protection.labels(action, model, node).inc()
+            self._at(self.context_protection, action, model, node).inc()
         elif note.kind == "vram_fallback":
             served = self.model(_text(fields.get("served")))
-            self.vram_fallbacks.labels(model, served, node).inc()
+            self._at(self.vram_fallbacks, model, served, node).inc()
 
     def waited(self, model: str | None, seconds: float) -> None:
         """A decision the router made (``acquire``), holding queue included."""
-        self.queue_wait.labels(self.model(model)).observe(max(0.0, seconds))
+        self._at(self.queue_wait, self.model(model)).observe(max(0.0, seconds))
+
+    def _at(self, metric: Any, *labels: str) -> Any:
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _first_time(self, request_id: str) -> bool:
         seen = self._seen
