@@ -78,6 +78,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         admin_token=ADMIN_TOKEN,
         # tests/integration/test_model_aliases.py: names clients insist on
         model_aliases='{"gpt-4o-mini": "smollm2:135m", "claude-haiku-4-5": "tiny:1b"}',
+        # The failure memory cools a pair down for 4 s, then 8 s (test_failure_memory.py
+        # waits them out); the sim fixture readmits everything after each test.
+        failure_cooldown=4.0,
+        failure_cooldown_max=16.0,
     )
     specs = (
         *(
@@ -152,3 +156,24 @@ def sim(fleet: Any) -> Iterator[Any]:
     for node, url in fleet.emulator_urls.items():
         if node in fleet.emulators:
             httpx.delete(f"{url}/_sim/faults", timeout=5)
+    _forget_failures(fleet)
+
+
+def _forget_failures(fleet: Any) -> None:
+    """Readmit what a test's faults cooled down (the router's failure memory outlives the
+    test), then wait until the ingress's mirror holds the router's view without it."""
+    import ray
+
+    from actors import NAMESPACE, ROUTER_NAME
+    from actors.naming import get_named
+    from launch.localray import wait_until
+
+    router = get_named(ROUTER_NAME, NAMESPACE)
+    if router is None or not ray.get(router.forget_failures.remote(), timeout=10):
+        return
+    version = fleet.status()["view_version"]
+    wait_until(
+        lambda: fleet.status().get("ingress_view_version", -1) >= version,
+        10,
+        "the ingress to forget the failures",
+    )
