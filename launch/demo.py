@@ -167,6 +167,12 @@ def run_demo(
             "heartbeat_offline": 10.0,
         }
     )
+    from launch.haproxy import stop_leftover_haproxy
+
+    for pid in stop_leftover_haproxy(settings.port):
+        _say(
+            f"stopped a leftover HAProxy (pid {pid}) of an earlier herd run on port {settings.port}"
+        )
     if port_open(settings.port):
         raise FleetUnavailable(f"port {settings.port} is already in use (try --port)")
     specs = tuple(
@@ -182,6 +188,7 @@ def run_demo(
         if llamacpp or backend != "llamacpp"
     )
     fleet = LocalFleet(settings, specs, serve_proxy=settings.serve_proxy)
+    _stop_on_sigterm()  # `kill PID` and a service manager's stop clean up like Ctrl-C
     names = ", ".join(f"{s.name} ({s.model or s.profile})" for s in specs)
     machines = sum(s.ray_node is None for s in specs)
     _say(f"starting {machines} Ray nodes on {fleet.cluster.address}: {names}")
@@ -210,6 +217,15 @@ def run_demo(
     finally:
         fleet.stop()
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 _CURL = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Hello!"}]}

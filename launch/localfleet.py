@@ -24,10 +24,10 @@ from herd.backends.llamacpp_models import ensure_model
 from herd.settings import Settings
 from herd.sim.profiles import load_profile
 from launch.admin import with_admin_token
+from launch.haproxy import kill_orphaned_haproxy
 from launch.localray import (
     LocalRay,
     free_port,
-    kill_orphaned_haproxy,
     port_open,
     resource_name,
     wait_until,

@@ -15,7 +15,6 @@ binds on every interface (the Serve replicas' gRPC port) refuses calls without i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -220,59 +219,3 @@ class LocalRay:
             self.kill(name)
         self.kill(self.head_name)
         shutil.rmtree(self.temp_root, ignore_errors=True)
-
-
-def kill_orphaned_haproxy(
-    head_ray_node_id: str, settle: float = 3.0, timeout: float = 10.0
-) -> list[int]:
-    """Stop the HAProxy that Serve started for this cluster's head, if it outlived Ray.
-
-    Serve's proxy actor spawns HAProxy as its own child; killing the ``ray start``
-    process group (``LocalRay.stop``) does not reach it, so without a graceful
-    ``serve.shutdown()`` it keeps the endpoint's port. The dying proxy actor may even
-    start a replacement (a reload) after the cluster stopped, so this looks again until
-    ``settle`` seconds pass without finding one. HAProxy is found by its config
-    directory, which is named after the head's Ray node id, and stopped by pid.
-    """
-    marker = f"haproxy-serve/{head_ray_node_id}".encode()
-    killed: list[int] = []
-    quiet_until = time.monotonic() + settle
-    while time.monotonic() < quiet_until:
-        found = [pid for pid in _haproxy_pids(marker) if pid not in killed]
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        if found:
-            killed += found
-            quiet_until = time.monotonic() + settle
-        time.sleep(0.2)
-    deadline = time.monotonic() + timeout
-    for pid in killed:
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    return killed
-
-
-def _haproxy_pids(marker: bytes) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"haproxy") and any(marker in a for a in argv):
-            pids.append(int(entry.name))
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited

@@ -9,6 +9,7 @@ import ray
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from actors.naming import get_named, kill_named
 from herd.settings import Settings
+from launch.haproxy import kill_orphaned_haproxy
 
 
 def _node_ids() -> list[str]:
@@ -55,8 +56,12 @@ def stop_herd(settings: Settings, drain_timeout: float = 30.0) -> Iterator[str]:
     try:
         from ray import serve
 
+        head = _head_ray_node_id()
         serve.shutdown()
         yield "serve app removed"
+        # Serve's HAProxy can outlive its manager actor and keep the port (on the head).
+        if head and (pids := kill_orphaned_haproxy(head, settle=1.0)):
+            yield f"stopped HAProxy left behind by Serve (pid {', '.join(map(str, pids))})"
     except Exception as exc:
         yield f"serve shutdown failed: {exc}"
     for node_id in node_ids:
@@ -64,3 +69,12 @@ def stop_herd(settings: Settings, drain_timeout: float = 30.0) -> Iterator[str]:
         yield f"node {node_id}: actor removed"
     kill_named(ROUTER_NAME, NAMESPACE)
     yield "router removed"
+
+
+def _head_ray_node_id() -> str | None:
+    from actors.cluster import head_ray_node_id
+
+    try:
+        return str(head_ray_node_id())
+    except Exception:
+        return None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.ray_auth import Address, listening_sockets
-from launch.localray import _haproxy_pids
+from launch.haproxy import _haproxy_pids
 
 # Unary methods of the gRPC services Ray serves on its ports (GCS, raylet, core
 # workers, dashboard agent, Serve replicas, Ray Client). Read-only ones: the probe must
