@@ -8,6 +8,7 @@
     herd.embed("nomic-embed-text", ["a", "b"])["embeddings"]
     png = herd.image("tiny-sd:random", "a red fox", width=256, height=256)["image"]
     herd.transcribe("whisper:tiny.en", open("talk.wav", "rb").read())["text"]
+    mp3 = herd.speech("tts-1", "Hello!", voice="alloy")["audio"]
     herd.fleet_status()
 
 Requests get the same routing, retries, fallbacks and book-keeping as HTTP ones
@@ -184,6 +185,23 @@ class HerdClient:
         if prompt:
             body["prompt"] = prompt
         req = self._request("transcribe", model, body, False, **kw)
+        result: dict[str, Any] = self._run(self.arun(req))
+        return result
+
+    def speech(
+        self,
+        model: str,
+        text: str,
+        *,
+        voice: str = "alloy",
+        response_format: str = "mp3",
+        speed: float = 1.0,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Text-to-speech: ``{"audio": <file bytes>, "format", "media_type", "sample_rate",
+        "duration", "voice", ...}`` (formats and voices: ``herd.backends.tts_common``)."""
+        body = {"input": text, "voice": voice, "speed": speed, "response_format": response_format}
+        req = self._request("speech", model, body, False, **kw)
         result: dict[str, Any] = self._run(self.arun(req))
         return result
 

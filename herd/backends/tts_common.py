@@ -2,11 +2,11 @@
 request checks, the timing and the encoding of the result.
 
 :class:`LocalTtsEngine` takes a request (model, text, voice, speed, format), checks it
-before anything loads, resolves the voice (:meth:`~LocalTtsEngine.voice_for`: OpenAI's
-names map to the engine's own voices deterministically, an engine's native names pass,
-anything else is a 400), then runs the engine's :meth:`~LocalTtsEngine.render` and the
-encoding (:func:`herd.backends.audio_encode.encode_speech`) in one thread job bounded
-by ``FLEET_NODE_TTS_TIMEOUT``.
+before anything loads, then in one thread job resolves the voice
+(:meth:`~LocalTtsEngine.voice_for`: OpenAI's names map to the engine's own voices
+deterministically, an engine's native names pass, anything else is a 400) and runs the
+engine's :meth:`~LocalTtsEngine.render` and the encoding
+(:func:`herd.backends.audio_encode.encode_speech`), bounded by ``FLEET_NODE_TTS_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ class LocalTtsEngine(LocalMediaEngine[M]):
         started = time.perf_counter()
         entry = self.resolve(model)
         pace = check_speech_request(text, speed, response_format)
-        spoken = self.voice_for(entry, voice)
 
         def work() -> SpeechResult:
+            spoken = self.voice_for(entry, voice)  # may ask the engine once: in the thread
             pcm = self.render(entry, text, spoken, pace)
             if not pcm.samples:
                 raise BadRequest("input has nothing to speak (no words the voice can say)")
