@@ -36,7 +36,7 @@ setup: $(STAMP) $(MODELS) $(VOICES)
 
 # Debian packages the tests use for real (needs root; a no-op when all are present);
 # prometheus: its server and promtool, run from a temp dir by the tests (never the service).
-SYSTEM_PACKAGES := chromium postgresql espeak-ng prometheus
+SYSTEM_PACKAGES := chromium postgresql espeak-ng prometheus systemd
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -127,3 +127,21 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m launch.haproxy [--port N]``: stop a leftover Serve HAProxy holding the
+    endpoint's port (FLEET_PORT, default 11435); the service units run it after Ray
+    stops."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m launch.haproxy")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FLEET_PORT", 11435)))
+    args = parser.parse_args(argv)
+    for pid in stop_leftover_haproxy(args.port):
+        print(f"stopped a leftover HAProxy (pid {pid}) holding port {args.port}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
