@@ -49,6 +49,22 @@ def add_dashboard(app: FastAPI, svc: HerdService) -> None:
     mount_dashboard(app, service)
 
 
+# Ray's own resource on the head node, the machine the RouterActor is pinned to.
+HEAD_RESOURCE = "node:__internal_head__"
+
+
+def ingress_actor_options(settings: Settings) -> dict[str, Any]:
+    """The ingress replicas' Ray options. With SQLite (a file on the head, written by
+    the RouterActor there) a replica elsewhere would read an empty database of its own
+    machine, so replicas run on the head; a database server can be read from anywhere."""
+    from herd.traces.store import database_url
+
+    options: dict[str, Any] = {"num_cpus": 0}
+    if database_url(settings).startswith("sqlite"):
+        options["resources"] = {HEAD_RESOURCE: 0.001}
+    return options
+
+
 def deploy_serve(settings: Settings, replicas: int = 1) -> str:
     """Start Serve on the head (HTTP on FLEET_HOST:FLEET_PORT) and deploy the ingress."""
     serve.start(
@@ -59,7 +75,7 @@ def deploy_serve(settings: Settings, replicas: int = 1) -> str:
         HerdIngress,
         name="HerdIngress",
         num_replicas=replicas,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options=ingress_actor_options(settings),
         max_ongoing_requests=10_000,
     )
     serve.run(deployment.bind(settings), name=APP_NAME, route_prefix="/", blocking=False)
