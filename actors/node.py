@@ -19,6 +19,7 @@ from herd.backends.base import BackendState
 from herd.domain import InferenceRequest, NodeHeartbeat
 from herd.errors import FleetUnavailable
 from herd.logs import configure_logging
+from herd.node import log_tail
 from herd.node.agent import NodeAgent
 from herd.node.http_server import NodeHTTPServer
 from herd.settings import Settings
@@ -129,6 +130,31 @@ class NodeActor:
 
     def media_engines(self) -> list[str]:
         return list(self.agent.media.kinds())
+
+    # --- logs (``herd logs``: ``herd.node.log_tail``, bounded per call) ----------------
+    async def log_tail(self, lines: int = 100) -> dict[str, Any]:
+        """The last ``lines`` lines of this device's JSONL log and the position after them."""
+        path = log_tail.log_file(self.settings.log_dir)
+        return await asyncio.to_thread(log_tail.tail, path, lines)
+
+    async def log_follow(
+        self, position: dict[str, int] | None, span: float = 30.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A Ray streaming generator of what the log gets after ``position``, for at most
+        ``span`` seconds (capped at a minute: the caller asks again from the last
+        position), polled every 0.25 s; its last item always carries the position."""
+        path = log_tail.log_file(self.settings.log_dir)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(span, 0.5), 60.0)
+        while True:
+            batch = await asyncio.to_thread(log_tail.read_after, path, position)
+            position = batch["position"]
+            if batch["lines"] or loop.time() >= deadline:
+                yield batch
+            if loop.time() >= deadline:
+                return
+            if not batch["lines"]:
+                await asyncio.sleep(0.25)
 
     async def _beat_now(self) -> None:
         try:

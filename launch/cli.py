@@ -1,4 +1,7 @@
-"""The ``herd`` command: deploy, status, demo, stop, drain, sim-node.
+"""The ``herd`` command: deploy, status, demo, stop, drain, sim-node; the model commands
+in Ollama's idiom (pull, ps, ls, rm: ``launch/cli_models.py``) and logs
+(``launch/cli_logs.py``). Exit codes: ``launch/cli_http.py`` (0 ok, 1 error, 2 usage,
+3 not found, 4 unreachable, 5 refused credentials).
 
 The composition root: it imports ``actors`` / ``serve_app`` (and so ``ray``) lazily,
 inside the commands that need them, so ``import herd`` never loads Ray.
@@ -13,6 +16,7 @@ from typing import Any
 
 from herd.errors import HerdError
 from herd.settings import Settings, load_settings
+from launch.cli_http import CliError, code_for_error
 
 
 def _fail(message: str) -> int:
@@ -130,8 +134,15 @@ def cmd_sim_node(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from herd import __version__
+    from launch.cli_logs import add_logs_parser
+    from launch.cli_models import add_model_parsers
+
     parser = argparse.ArgumentParser(prog="herd", description="One AI endpoint for a fleet.")
+    parser.add_argument("--version", action="version", version=f"herd version {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_model_parsers(sub)
+    add_logs_parser(sub)
 
     p = sub.add_parser("deploy", help="deploy this box's NodeActor (and on the head the router)")
     p.add_argument("--address", help="Ray address (default: FLEET_RAY_ADDRESS or auto)")
@@ -185,8 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         func: Any = args.func
         code: int = func(args, settings)
         return code
+    except CliError as exc:
+        print(f"herd: {exc.message}", file=sys.stderr)
+        return exc.code
     except HerdError as exc:
-        return _fail(exc.message)
+        _fail(exc.message)
+        return code_for_error(exc)
     except KeyboardInterrupt:
         return 130
 
