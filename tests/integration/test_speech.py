@@ -71,6 +71,20 @@ def test_streaming_response_on_the_fleet(oai: openai.OpenAI) -> None:
     assert seconds(data) > 0.3
 
 
+def test_python_client_speaks(fleet: Any) -> None:
+    from actors.client import connect_client
+
+    client = connect_client(fleet.cluster.address, settings=fleet.settings)
+    try:
+        result = client.speech(
+            "espeak-ng", "Hello from Python.", voice="cedar", response_format="flac"
+        )
+        assert result["herd"]["node"] == "gemma" and result["voice"] == "en-us+m5"
+        assert result["media_type"] == "audio/flac" and seconds(result["audio"]) > 0.5
+    finally:
+        client.close()
+
+
 def test_errors_on_the_fleet(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as bad_voice:
         oai.audio.speech.create(model="tts-1", input="hi", voice="darth")
