@@ -4,8 +4,9 @@ gone for good.
 Ray restarts a crashed RouterActor or NodeActor by itself (``max_restarts``); what it
 cannot bring back is an actor that was removed (``ray.kill`` from a stray script, its
 restarts exhausted, its Ray node replaced after the box rejoined under a new node id).
-The foreground process of each box checks its own NodeActor (and, on the head, the
-RouterActor) every interval and deploys a missing one again. An actor that does not
+The foreground process of each box checks its own NodeActor (on the head also the
+RouterActor, and the remote nodes this machine added with ``herd add-node``) every
+interval and deploys a missing one again. An actor that does not
 answer is given ``grace`` seconds (Ray may be restarting it: 2-4 s measured) before it
 is replaced.
 """
@@ -72,6 +73,14 @@ class Supervisor:
 
             deploy_node_actor(self.settings, self.node_id, self.ray_node_id)
             done.append(name)
+        # The remote nodes this machine added (herd add-node; launch/remote_nodes.py).
+        from launch.remote_nodes import Registry, deploy_remote
+
+        for remote in Registry(self.settings.data_dir).load().values():
+            name = node_actor_name(remote.name)
+            if self._needs_deploy(name):
+                deploy_remote(self.settings, remote)
+                done.append(name)
         for deployed in done:
             self.say(f"{deployed}: was gone, deployed again")
         self.redeployed += done
