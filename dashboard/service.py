@@ -289,7 +289,7 @@ class DashboardService:
                 "hostname": n.get("hostname"),
                 "status": n.get("status"),
                 "herd_version": n.get("herd_version") or "",
-                "backend": n.get("backend") or "",
+                "backend": (n.get("backend") or "") + (" (remote)" if n.get("remote") else ""),
                 "backend_version": n.get("backend_version") or "",
                 "is_router": bool(n.get("is_router")) or n.get("node_id") == router_id,
             }

@@ -89,6 +89,7 @@ class NodeHeartbeat:
     sent_at: float = 0.0
     data_url: str = ""  # the node's HTTP data plane (FLEET_DATA_PLANE=http), else ""
     disk_free: int | None = None  # bytes pulls may still fill where its models live; None: unknown
+    remote: bool = False  # a device without Ray (herd add-node): its actor runs on another box
     # Adaptive capacity learning (not built yet: nothing fills these); defaults mean
     # "not learning": never paused, fully available, no memory ceiling.
     paused: bool = False  # hard pause (meeting, heavy foreground work): take no requests

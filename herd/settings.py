@@ -33,6 +33,11 @@ class NodeSettings(BaseSettings):
 
     name: str | None = Field(default=None, description="Node id; defaults to the hostname")
     ollama_host: str = Field(default="http://localhost:11434", description="Local Ollama URL")
+    remote: bool = Field(
+        default=False,
+        description="The Ollama is on another machine that runs no Ray (`herd add-node`): this "
+        "machine's CPU, memory, disk and owner signals are not reported for it",
+    )
     llamacpp: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Start the packaged llama.cpp server when no Ollama answers (auto)",

@@ -137,12 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     from herd import __version__
     from launch.cli_logs import add_logs_parser
     from launch.cli_models import add_model_parsers
+    from launch.cli_remote import add_remote_parsers
 
     parser = argparse.ArgumentParser(prog="herd", description="One AI endpoint for a fleet.")
     parser.add_argument("--version", action="version", version=f"herd version {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_model_parsers(sub)
     add_logs_parser(sub)
+    add_remote_parsers(sub)
 
     p = sub.add_parser("deploy", help="deploy this box's NodeActor (and on the head the router)")
     p.add_argument("--address", help="Ray address (default: FLEET_RAY_ADDRESS or auto)")

@@ -11,7 +11,8 @@ def _row(node: dict[str, Any]) -> list[str]:
     loaded = ", ".join(m["name"] for m in node.get("loaded_models", [])) or "-"
     mem = f"{node['memory_available'] / _GIB:.1f}/{node['memory_total'] / _GIB:.1f}G"
     status = node["status"] + (" (draining)" if node.get("draining") else "")
-    backend = node["backend"] + ("" if node.get("backend_ok") else " (down)")
+    backend = node["backend"] + (" (remote)" if node.get("remote") else "")
+    backend += "" if node.get("backend_ok") else " (down)"
     return [
         node["node_id"],
         status,

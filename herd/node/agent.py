@@ -188,7 +188,8 @@ class NodeAgent:
             return None
         budget = self.settings.node.disk_bytes
         local = backend.url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-        free = disk_free(ollama_models_dir()) if local in _LOCAL_HOSTS else None
+        here = local in _LOCAL_HOSTS and not self.settings.node.remote
+        free = disk_free(ollama_models_dir()) if here else None
         if budget is None:
             return free
         left = max(0, budget - sum(m.size for m in state.models))

@@ -489,6 +489,7 @@ class RouterCore:
                     "backend_url": hb.backend_url,
                     "data_url": hb.data_url,
                     "backend_ok": hb.backend_ok,
+                    "remote": hb.remote,
                     "backend_version": hb.backend_version,
                     "herd_version": hb.herd_version,
                     "draining": hb.draining,
