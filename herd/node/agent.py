@@ -30,6 +30,7 @@ from herd.node.model_store import delete_model, pull_model, show_model
 from herd.node.pulls import NodePulls
 from herd.node.slots import SlotGate
 from herd.node.sysmetrics import (
+    SystemMetrics,
     classify_memory_pressure,
     collect_system_metrics,
     disk_free,
@@ -38,6 +39,15 @@ from herd.node.sysmetrics import (
 from herd.settings import Settings
 
 log = logging.getLogger("herd.node")
+
+# A remote node (herd add-node) runs on another machine than its Ollama: this machine's
+# load says nothing about it. Unknown is 0 (no CPU signal, memory from --memory or none).
+_REMOTE_METRICS = SystemMetrics(0.0, 0, 0, 0, "normal")
+
+
+def _url_host(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or url
+
 
 _DONE = object()
 _MEDIA_MARGIN = 5.0  # seconds past an engine's own timeout before the node gives up
@@ -158,10 +168,11 @@ class NodeAgent:
             await self.supervisor.ensure_running()
         state = await backend.probe()
         self.state = state
-        metrics = collect_system_metrics()
+        metrics = _REMOTE_METRICS if self.settings.node.remote else collect_system_metrics()
         return NodeHeartbeat(
             node_id=self.node_id,
-            hostname=socket.gethostname(),
+            hostname=_url_host(backend.url) if self.settings.node.remote else socket.gethostname(),
+            remote=self.settings.node.remote,
             ray_node_id=self.ray_node_id,
             backend=backend.kind,
             backend_url=backend.url,
