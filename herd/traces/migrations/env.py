@@ -16,8 +16,6 @@ from sqlmodel import SQLModel
 
 from herd.traces.migrate import include_name
 
-config = context.config
-
 
 def _configure(**kwargs: Any) -> None:
     context.configure(
@@ -29,6 +27,7 @@ def _configure(**kwargs: Any) -> None:
 
 
 def run() -> None:
+    config = context.config
     url = config.get_main_option("sqlalchemy.url")
     if context.is_offline_mode():
         _configure(url=url, literal_binds=True, render_as_batch=str(url).startswith("sqlite"))
@@ -50,4 +49,7 @@ def run() -> None:
         context.run_migrations()
 
 
-run()
+# Alembic runs this file with its context set up; imported any other way (a check that
+# every module of herd/ imports without Ray) it does nothing.
+if getattr(context, "config", None) is not None:
+    run()
