@@ -66,6 +66,22 @@ class LoadedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class CapacityReport:
+    """What the capacity learner (:mod:`herd.capacity`) tells beyond the scoring fields:
+    the learned week and the owner's signals now (``None``: the device does not say)."""
+
+    week: bytes = b""  # 168 slots, Monday 00h .. Sunday 23h: availability 0-100, 255 unknown
+    slot: int = 0  # the slot of "now" in the device's local time
+    workload: str = ""  # the owner's workload now: idle, light, moderate or heavy
+    owner_cpu: float = 0.0  # share of the CPU the device uses outside herd's requests
+    meeting: bool = False  # camera or microphone in use (or the owner's meeting flag)
+    on_battery: bool | None = None
+    battery_percent: float | None = None
+    throttled: bool | None = None  # thermal throttling
+    user_idle_s: float | None = None  # seconds since the user last touched an input
+
+
+@dataclass(frozen=True, slots=True)
 class NodeHeartbeat:
     """What a NodeActor reports every ``FLEET_HEARTBEAT_INTERVAL`` seconds."""
 
@@ -90,12 +106,14 @@ class NodeHeartbeat:
     data_url: str = ""  # the node's HTTP data plane (FLEET_DATA_PLANE=http), else ""
     disk_free: int | None = None  # bytes pulls may still fill where its models live; None: unknown
     remote: bool = False  # a device without Ray (herd add-node): its actor runs on another box
-    # Adaptive capacity learning (not built yet: nothing fills these); defaults mean
-    # "not learning": never paused, fully available, no memory ceiling.
-    paused: bool = False  # hard pause (meeting, heavy foreground work): take no requests
+    # Adaptive capacity learning (herd.capacity, FLEET_NODE_ENABLE_CAPACITY_LEARNING);
+    # defaults mean "not learning": never paused, fully available, no memory ceiling.
+    paused: bool = False  # hard pause (owner in a meeting, battery low): take no requests
+    pause_reason: str = ""  # why, as the elimination reason ("owner in a meeting")
     availability: float | None = None  # 0..1 spare capacity now
     availability_next: float | None = None  # 0..1 forecast for the next hour slot
     memory_ceiling: int = 0  # bytes the router may fill with models (0 = no ceiling)
+    capacity: CapacityReport | None = None  # the learned week and owner signals
     # Canonical name -> entry, built once per heartbeat so scoring is O(1) per lookup.
     models_by_key: Mapping[str, ModelOnDisk] = field(
         init=False, repr=False, compare=False, default_factory=dict

@@ -126,6 +126,13 @@ class NodeSettings(BaseSettings):
     piper_voices_dir: Path | None = Field(
         default=None, description="Directory of Piper voices (<voice>.onnx with <voice>.onnx.json)"
     )
+    enable_capacity_learning: bool = Field(
+        default=False,
+        description="Learn the owner's week (168 hourly slots in <data dir>/capacity/<node>.json) "
+        "and report availability, a memory ceiling and hard pauses: camera or microphone in "
+        "use, or the file <data dir>/capacity/<node>.meeting (the owner's own switch); "
+        "battery at 20 % or less",
+    )
 
     @field_validator("ollama_host")
     @classmethod

@@ -25,9 +25,24 @@ def _row(node: dict[str, Any]) -> list[str]:
     ]
 
 
+def _availability(node: dict[str, Any]) -> str:
+    """Capacity learning: availability now -> next hour, or why the node is paused."""
+    cap = node.get("capacity")
+    if not cap:
+        return "-"
+    if cap.get("paused"):
+        return f"paused: {cap.get('pause_reason') or 'capacity learning'}"
+    nxt = cap.get("availability_next")
+    return f"{cap.get('availability') or 0.0:.2f}->{'?' if nxt is None else f'{nxt:.2f}'}"
+
+
 def render_status(status: dict[str, Any]) -> str:
     header = ["NODE", "STATUS", "BACKEND", "CPU", "MEM FREE", "IN-FLIGHT", "MODELS", "LOADED"]
-    rows = [header] + [_row(n) for n in status.get("nodes", [])]
+    nodes = status.get("nodes", [])
+    rows = [header] + [_row(n) for n in nodes]
+    if any(n.get("capacity") for n in nodes):  # an AVAIL column when some node learns
+        for row, node in zip(rows, [None, *nodes], strict=True):
+            row.insert(5, "AVAIL" if node is None else _availability(node))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     queue = status.get("queue", {})

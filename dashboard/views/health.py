@@ -11,6 +11,7 @@ from typing import Any
 from dash import Dash, Input, Output, dcc, html
 
 from dashboard.bridge import SyncBridge
+from dashboard.views.capacity import capacity_panel, register_capacity
 from dashboard.views.base import View
 from dashboard.views.common import badge, error_note, fmt_time, page, testid
 
@@ -32,6 +33,7 @@ def layout(query: Mapping[str, str]) -> html.Section:
             className="toolbar",
         ),
         html.Div(id="health-checks", className="checks"),
+        capacity_panel(),  # the owner's week per node that learns it
     )
 
 
@@ -105,6 +107,8 @@ def register(app: Dash, bridge: SyncBridge) -> None:
     )
     def _update(_n: int | None, _clicks: int | None) -> tuple[Any, ...]:
         return update(bridge)
+
+    register_capacity(app, bridge)
 
 
 VIEW = View(slug="health", title="Health", layout=layout, register=register)

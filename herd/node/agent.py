@@ -21,6 +21,8 @@ from herd.backends.base import Backend, BackendState, RawLines
 from herd.backends.media import MediaEngines
 from herd.backends.media_detect import detect_media_engines
 from herd.backends.ollama import OllamaBackend
+from herd.capacity.learner import CapacityLearner
+from herd.capacity.sensors import HostLoad
 from herd.convert.ollama_response import STREAMED_KINDS, answer_folder
 from herd.deadlines import IdleTimeout
 from herd.domain import InferenceRequest, NodeHeartbeat
@@ -81,6 +83,10 @@ class NodeAgent:
         self.pulls = NodePulls(f"node {self.node_id}", settings.node.pull_stall_timeout)
         self._idle = asyncio.Event()
         self._idle.set()
+        # The owner's week and signals (FLEET_NODE_ENABLE_CAPACITY_LEARNING, herd.capacity):
+        # read on the device itself, so never for a remote node (its actor runs elsewhere).
+        learn = settings.node.enable_capacity_learning and not settings.node.remote
+        self.capacity = CapacityLearner.for_node(settings, self.node_id) if learn else None
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> BackendState:
@@ -144,6 +150,8 @@ class NodeAgent:
         return max(self.settings.first_chunk_timeout, self.settings.chunk_timeout) + _MEDIA_MARGIN
 
     async def stop(self) -> None:
+        if self.capacity is not None:
+            await asyncio.to_thread(self.capacity.save)
         await self.media.close()
         if self.backend is not None:
             await self.backend.close()
@@ -169,6 +177,10 @@ class NodeAgent:
         state = await backend.probe()
         self.state = state
         metrics = _REMOTE_METRICS if self.settings.node.remote else collect_system_metrics()
+        learned: dict[str, Any] = {}  # paused, availability, memory ceiling: herd.capacity
+        if self.capacity is not None:
+            host = HostLoad.of(metrics, self.in_flight, backend.url)
+            learned = await self.capacity.heartbeat_fields(host, self.settings.node.memory_bytes)
         return NodeHeartbeat(
             node_id=self.node_id,
             hostname=_url_host(backend.url) if self.settings.node.remote else socket.gethostname(),
@@ -189,6 +201,7 @@ class NodeAgent:
             sent_at=time.time(),
             data_url=self.data_url,
             disk_free=self._disk_free(backend, state),
+            **learned,
         )
 
     def _disk_free(self, backend: Backend, state: BackendState) -> int | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from herd.capacity.report import capacity_status
 from herd.domain import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
 from herd.errors import ModelNotFound, NoCapacity
 from herd.routing.decide import decide, weights_from, with_turn
@@ -509,6 +510,7 @@ class RouterCore:
                         for m in hb.loaded
                     ],
                     "failures": remembered.get(hb.node_id, []),  # the failure memory
+                    "capacity": capacity_status(hb),  # capacity learning (None: off)
                 }
             )
         return {

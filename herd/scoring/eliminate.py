@@ -51,8 +51,8 @@ def backend_down(
 def paused_by_capacity_learning(
     node: NodeView, query: RouteQuery, ctx: ScoreContext, now: float, w: ScoringWeights
 ) -> str | None:
-    """Remove nodes the capacity learner paused (owner in a meeting, heavy local work)."""
-    return PAUSED if node.heartbeat.paused else None
+    """Remove nodes the capacity learner paused, with its reason ("owner in a meeting")."""
+    return (node.heartbeat.pause_reason or PAUSED) if node.heartbeat.paused else None
 
 
 def cooling_down(
@@ -124,7 +124,7 @@ def _default_reason(node: NodeView, query: RouteQuery, ctx: ScoreContext, now: f
     if not hb.backend_ok:
         return BACKEND_DOWN
     if hb.paused:
-        return PAUSED
+        return hb.pause_reason or PAUSED
     key = query.key
     health = ctx.failures.get(hb.node_id) if ctx.failures else None
     if health is not None:

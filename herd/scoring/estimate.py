@@ -19,10 +19,20 @@ Token rates come from this node and model when learned; else from the node's lea
 1 / model size) divided by the model's size; else from the defaults in the weights.
 With ``contention`` > 0, every request of another model in flight on the node
 stretches this one's service time by that fraction.
+
+On a node that learns its owner's week (``herd.capacity``), availability ``a`` now
+stretches the service time by ``1 + owner_contention x (1 - a)``, and **reclaim** adds
+the expected cost of the owner coming back mid-request: with the next hour's
+availability ``n``, the owner returns at a rate of ``(1 - n)`` per hour, so a request
+of ``T`` seconds is caught with probability ``p = 1 - exp(-T (1 - n) / 3600)`` and its
+remaining half, on average, runs ``reclaim_slowdown`` slower: ``p x T / 2 x slowdown``.
+That is nothing for a short request and a lot for a long one (``reclaim_s`` in the
+breakdown, present only then).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from herd.domain import NodeView
@@ -37,18 +47,22 @@ class Estimate:
     load_s: float
     prefill_s: float
     generate_s: float
+    reclaim_s: float = 0.0  # capacity learning: the owner may take the device back
 
     @property
     def total_s(self) -> float:
-        return self.queue_s + self.load_s + self.prefill_s + self.generate_s
+        return self.queue_s + self.load_s + self.prefill_s + self.generate_s + self.reclaim_s
 
     def breakdown(self) -> dict[str, float]:
-        return {
+        parts = {
             "queue_s": self.queue_s,
             "load_s": self.load_s,
             "prefill_s": self.prefill_s,
             "generate_s": self.generate_s,
         }
+        if self.reclaim_s:
+            parts["reclaim_s"] = self.reclaim_s
+        return parts
 
 
 def answer_tokens(query: RouteQuery, ctx: ScoreContext, w: ScoringWeights) -> float:
@@ -83,6 +97,8 @@ def estimate(
 
     busy = node.in_flight_by_model.get(key, 0)
     stretch = 1.0 + w.contention * max(0, node.in_flight - busy)
+    if hb.availability is not None:  # the owner's share of the device (herd.capacity)
+        stretch *= 1.0 + w.owner_contention * (1.0 - min(1.0, max(0.0, hb.availability)))
     prefill_s = query.prompt_tokens / prompt_tps * stretch
     generate_s = answer_tokens(query, ctx, w) / gen_tps * stretch
 
@@ -107,4 +123,10 @@ def estimate(
         queue_s = waiting / slots * service_s
     else:
         queue_s = 0.0
-    return Estimate(queue_s, load_s, prefill_s, generate_s)
+    reclaim_s = 0.0
+    upcoming = hb.availability_next
+    if upcoming is not None and upcoming < 1.0 and w.reclaim_slowdown > 0:
+        took = queue_s + load_s + prefill_s + generate_s
+        caught = 1.0 - math.exp(-took * (1.0 - max(0.0, upcoming)) / 3600.0)
+        reclaim_s = caught * took * 0.5 * w.reclaim_slowdown
+    return Estimate(queue_s, load_s, prefill_s, generate_s, reclaim_s)

@@ -23,6 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
         {
             "herd.logs",
+            "herd.capacity",
             "herd.wire",
             "herd.scoring",
             "herd.sim",

@@ -433,5 +433,6 @@ async def test_status_shape(core: RouterCore, clock: Clock) -> None:
         "models": ["tiny:1b", "embedder:latest"],
         "loaded_models": [{"name": "tiny:1b", "size": 100, "context_length": 4096}],
         "failures": [],  # nothing failed there
+        "capacity": None,  # not learning its owner's week
     }
     assert nodes["b"]["draining"] is True and nodes["b"]["backend_ok"] is False
