@@ -16,7 +16,7 @@ cost (metrics minus none, averaged over rounds) must stay within it.
 Prints a table, then one line of JSON (``{"bench": "metrics_cost", ...}``) as the last
 line of stdout.
 
-    python bench/metrics_cost.py [--quick] [--rounds 3] [--scrape-every 1.0]
+    python bench/metrics_cost.py [--quick] [--rounds 4] [--scrape-every 1.0]
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ async def _scraper(session: aiohttp.ClientSession, url: str, every: float, seen:
         await asyncio.sleep(every)
 
 
-async def one_round(urls: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+async def one_round(
+    urls: dict[str, str], args: argparse.Namespace, flip: int
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {side: {} for side in SIDES}
     async with new_session(args.concurrency * 2) as session:
         chats = [Target(urls[s] + "/api/chat") for s in SIDES]
@@ -70,10 +72,13 @@ async def one_round(urls: dict[str, str], args: argparse.Namespace) -> dict[str,
             SIDES, await interleaved(session, streams, args.n, args.warmup), strict=True
         ):
             out[side]["ttft_p50_ms"], out[side]["ttft_p99_ms"] = lat.p50_ms, lat.p99_ms
+        # Each load window runs one side then the other; which goes first flips every
+        # round, so neither side always follows the sequential phases.
+        order = SIDES if flip % 2 == 0 else SIDES[::-1]
         loads = await alternating_throughput(
-            session, [urls[s] + "/api/chat" for s in SIDES], args.concurrency, args.seconds
+            session, [urls[s] + "/api/chat" for s in order], args.concurrency, args.seconds
         )
-        for side, load in zip(SIDES, loads, strict=True):
+        for side, load in zip(order, loads, strict=True):
             out[side]["rps"], out[side]["errors"] = load.rps, float(load.errors)
     return out
 
@@ -127,7 +132,7 @@ async def measure(infos: dict[str, dict[str, Any]], args: argparse.Namespace) ->
         try:
             for i in range(args.rounds):
                 _say(f"round {i + 1}/{args.rounds} ...")
-                rounds.append(await one_round(urls, args))
+                rounds.append(await one_round(urls, args, i))
         finally:
             scraper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,7 +161,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small counts (CI)")
     parser.add_argument("-n", type=int, help="sequential requests per workload (300; quick 60)")
     parser.add_argument("--seconds", type=float, help="c=16 load per side (6; quick 2)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="even: each side leads as often")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--scrape-every", type=float, default=1.0)
     parser.add_argument("--mode", default="haproxy", help="Serve proxy mode (haproxy, default)")
