@@ -417,6 +417,7 @@ async def test_status_shape(core: RouterCore, clock: Clock) -> None:
         "backend_url": "http://127.0.0.1:11434",
         "data_url": "",
         "backend_ok": True,
+        "remote": False,
         "backend_version": "0.12.6",
         "herd_version": "",
         "draining": False,
