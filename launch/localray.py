@@ -75,8 +75,25 @@ def write_token(path: Path) -> None:
         f.write(secrets.token_hex(32))
 
 
-def ray_env(serve_proxy: str = "haproxy", token_path: Path | None = None) -> dict[str, str]:
+# Idle cost (bench/idle_cost.py): Ray's parts herd does not use, turned down. herd keeps
+# its own JSONL logs per device, so Ray's log monitor (which ships every worker's output
+# to the drivers) is off; the per-node agent's resource reports feed only Ray's
+# dashboard, which herd's fleets do not run (herd's own heartbeats carry the load); and
+# Serve's controller checks its deployments twice a second instead of ten times.
+LEAN_RAY_ENV = {
+    "REPORTER_UPDATE_INTERVAL_MS": "60000",
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+}
+LEAN_RAY_FLAGS = ("--include-log-monitor=False",)
+
+
+def ray_env(
+    serve_proxy: str = "haproxy", token_path: Path | None = None, lean: bool = True
+) -> dict[str, str]:
     env = dict(os.environ)
+    if lean:
+        for key, value in LEAN_RAY_ENV.items():
+            env.setdefault(key, value)
     if token_path is not None:
         env.pop("RAY_AUTH_TOKEN", None)
         env.update(auth_env(token_path))
@@ -106,9 +123,10 @@ class LocalRay:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     head_name: str = "head"
     env: dict[str, str] = field(default_factory=dict)
+    lean: bool = True  # LEAN_RAY_ENV and LEAN_RAY_FLAGS (bench/idle_cost.py compares)
 
     def __post_init__(self) -> None:
-        self.env = ray_env(self.serve_proxy, self.token_path)
+        self.env = ray_env(self.serve_proxy, self.token_path, self.lean)
 
     log_dir: Path = field(default_factory=lambda: Path("/tmp/herd-localray"))
 
@@ -138,7 +156,15 @@ class LocalRay:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "launch.ray_node", "start", "--block", *args],
+            [
+                sys.executable,
+                "-m",
+                "launch.ray_node",
+                "start",
+                "--block",
+                *(LEAN_RAY_FLAGS if self.lean else ()),
+                *args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
