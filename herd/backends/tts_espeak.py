@@ -6,9 +6,10 @@ as SSML), a WAV comes out on stdout. Model name: ``espeak-ng``.
 
 Voices: OpenAI's names map to fixed espeak-ng voices (:data:`OPENAI_TO_ESPEAK`, an
 English voice and a variant each); espeak-ng's own names pass too: a language of
-``espeak-ng --voices`` (``en-us``, ``de``, ``fr-fr``, or its prefix ``fr``) with an optional ``+variant`` of
-``espeak-ng --voices=variant`` (``en-gb+f3``). Speed: 175 words a minute times
-``speed``; espeak-ng does not go below 80, so slower speeds are stretched afterwards.
+``espeak-ng --voices`` (``en-us``, ``de``, ``fr-fr``, or its prefix ``fr``) with an
+optional ``+variant`` of ``espeak-ng --voices=variant`` (``en-gb+f3``). Speed: 175 words
+a minute times ``speed``; espeak-ng does not go below 80, so slower speeds are stretched
+afterwards.
 """
 
 from __future__ import annotations
