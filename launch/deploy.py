@@ -10,10 +10,10 @@ import ray
 from actors.cluster import head_ray_node_id, this_ray_node_id
 from actors.node import deploy_node_actor
 from actors.ray_auth import gcs_requires_token, reachable_beyond_loopback
-from actors.router import deploy_router_actor
 from herd.errors import ConfigError
 from herd.settings import Settings
 from launch.admin import with_admin_token
+from launch.extras import require
 
 OPEN_CLUSTER = (
     "the Ray cluster at {gcs} runs without token auth and its GCS port is reachable from "
@@ -42,7 +42,8 @@ def deploy(
     """This box's NodeActor; on the head also the RouterActor and the Serve app.
 
     Idempotent: each named actor is replaced cleanly when it already exists. Refuses a
-    cluster without token auth whose GCS other machines can reach.
+    cluster without token auth whose GCS other machines can reach, and a head without the
+    ``[head]`` extra (before deploying anything).
     """
     refuse_open_cluster()
     ray_node_id = ray_node_id or this_ray_node_id()
@@ -50,6 +51,9 @@ def deploy(
     is_head = (ray_node_id == head_id) if head is None else head
     result: dict[str, Any] = {"ray_node_id": ray_node_id, "head": is_head}
     if is_head:
+        require("head", "the head (router, endpoint, dashboard, traces)")
+        from actors.router import deploy_router_actor  # [head]: the trace store, /metrics
+
         settings, result["admin_token_created"] = with_admin_token(settings)
         deploy_router_actor(settings, ray_node_id=ray_node_id)
         result["router"] = "herd-router"

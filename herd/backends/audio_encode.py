@@ -3,7 +3,7 @@
 :func:`encode_speech` resamples to 24 kHz mono (what OpenAI's speech models put out, and
 what its ``pcm`` format promises: "24kHz, 16-bit signed, little-endian, mono, no header"),
 optionally stretches time first (``tempo``: an engine that cannot reach a speed itself),
-and encodes with PyAV (FFmpeg; ``av`` is a core dependency of herd):
+and encodes with PyAV (FFmpeg; ``av`` comes with the ``[media]`` extra):
 
 =========  ==================  ====================  ==============
 format     container           codec                 Content-Type

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -31,6 +32,19 @@ from herd.backends.llamacpp_models import DEFAULT_MODEL, ensure_model, packaged_
 from herd.errors import BackendError, BackendTimeout, ConfigError
 
 _STABLE_AFTER = 30.0  # a server that ran this long before dying resets the backoff
+
+LLAMACPP_MISSING = (
+    "llama.cpp is not installed on this box: pip install 'herd-fleet[embedded]' "
+    "(or run Ollama here, or set FLEET_NODE_LLAMACPP=off)"
+)
+
+
+def llamacpp_installed() -> bool:
+    """Is ``xllamacpp`` (the ``[embedded]`` extra) importable? find_spec only."""
+    try:
+        return importlib.util.find_spec("xllamacpp") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _free_port(host: str) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from herd.backends.audio_encode import read_wav
+from herd.backends.media_util import has_module
 from herd.backends.tts_common import OPENAI_VOICES, LocalTtsEngine, Pcm, unknown_voice
 from herd.domain import ModelOnDisk
 from herd.errors import BackendError, BackendTimeout
@@ -64,7 +65,7 @@ class EspeakModel:
 
 def detect_espeak_engine(settings: Settings) -> EspeakEngine | None:
     binary = shutil.which("espeak-ng")
-    if binary is None:
+    if binary is None or not has_module("av"):  # PyAV encodes its speech ([media])
         return None
     return EspeakEngine([EspeakModel(binary)], timeout=settings.node.tts_timeout)
 

