@@ -54,15 +54,12 @@ HEAD_RESOURCE = "node:__internal_head__"
 
 
 def ingress_actor_options(settings: Settings) -> dict[str, Any]:
-    """The ingress replicas' Ray options. With SQLite (a file on the head, written by
-    the RouterActor there) a replica elsewhere would read an empty database of its own
-    machine, so replicas run on the head; a database server can be read from anywhere."""
-    from herd.traces.store import database_url
-
-    options: dict[str, Any] = {"num_cpus": 0}
-    if database_url(settings).startswith("sqlite"):
-        options["resources"] = {HEAD_RESOURCE: 0.001}
-    return options
+    """The ingress replicas' Ray options: on the head, whatever the trace store. With
+    SQLite (a file on the head, written by the RouterActor there) a replica elsewhere
+    would read an empty database of its own machine; and with a database server the other
+    boxes may still hold herd's node part alone, without Serve, FastAPI or the dashboard
+    (the ``[head]`` extra: README, "Installing on each box")."""
+    return {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
 
 
 def deploy_serve(settings: Settings, replicas: int = 1) -> str:
