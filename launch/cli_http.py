@@ -35,6 +35,7 @@ EXIT_DENIED = 5  # the endpoint refused the credentials (401 / 403)
 HOST_ENV = "HERD_HOST"
 TOKEN_ENV = "HERD_TOKEN"
 START_HINT = "start one with `herd demo` / `herd deploy`"
+TOKEN_HINT = "pass --token, set HERD_TOKEN, or run this on the head"
 
 
 class CliError(Exception):
@@ -166,7 +167,7 @@ class Endpoint:
             return response
         message = error_text(response)
         if response.status_code == 401:
-            message += " (pass --token, set HERD_TOKEN, or run this on the head)"
+            message += f" ({TOKEN_HINT})"
         raise CliError(message, code_for_status(response.status_code))
 
     def request(self, method: str, path: str, body: Any = None) -> httpx.Response:

@@ -16,11 +16,11 @@ from herd.settings import Settings
 from launch.cli_format import LS_HEADER, PS_HEADER, ls_rows, ps_rows, table
 from launch.cli_http import (
     EXIT_ERROR,
-    EXIT_NOT_FOUND,
     EXIT_OK,
     CliError,
     Endpoint,
     check_node,
+    code_for_status,
     endpoint_url,
     token_for,
 )
@@ -90,8 +90,8 @@ def _pull_summary(model: str, pulls: list[NodePull]) -> int:
         print(f"herd: pulling '{model}' on {p.node} failed: {p.error}", file=sys.stderr)
     if not failed:
         return EXIT_OK
-    not_found = all(p.status == "HTTP 404" for p in failed) and not ok
-    return EXIT_NOT_FOUND if not_found else EXIT_ERROR
+    codes = {code_for_status(p.http_status) if p.http_status else EXIT_ERROR for p in failed}
+    return codes.pop() if len(codes) == 1 and not ok else EXIT_ERROR
 
 
 def cmd_ps(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TextIO
 import httpx
 
 from launch.cli_format import human_bytes
-from launch.cli_http import START_HINT, error_text
+from launch.cli_http import START_HINT, TOKEN_HINT, error_text
 
 STEPS = 4  # the plain form's progress marks per layer: 25%, 50%, 75%, 100%
 
@@ -34,6 +34,7 @@ class NodePull:
     marks: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     done: bool = False
+    http_status: int | None = None  # the endpoint refused the pull before any progress
 
     @property
     def total(self) -> int:
@@ -168,8 +169,11 @@ async def _one(
         async with client.stream("POST", "/api/pull", json=body) as response:
             if response.status_code >= 400:
                 await response.aread()
-                view.changed(pull, pull.feed({"error": error_text(response)}))
-                pull.status = f"HTTP {response.status_code}"
+                pull.http_status = response.status_code
+                message = error_text(response)
+                if response.status_code == 401:
+                    message += f" ({TOKEN_HINT})"
+                view.changed(pull, pull.feed({"error": message}))
                 return
             chosen = response.headers.get("x-herd-node")
             if node is None and chosen:

@@ -45,8 +45,14 @@ def fast_profile(**overrides: Any) -> SimProfile:
         "load_bytes_per_s": 2e9,
         "response_tokens": 12,
         "models": tiny_models(),
-        # fresh:1b for /api/pull tests, spare:1b for auto-pull (nobody else pulls it).
-        "registry": [fresh, SimModel(name="spare:1b", size=80 * MIB), *tiny_models()],
+        # fresh:1b for /api/pull tests, spare:1b for auto-pull (nobody else pulls it),
+        # cli-pull:1b for the terminal's `herd pull` (tests/integration/test_cli_models.py).
+        "registry": [
+            fresh,
+            SimModel(name="spare:1b", size=80 * MIB),
+            SimModel(name="cli-pull:1b", size=60 * MIB),
+            *tiny_models(),
+        ],
     }
     data.update(overrides)
     return SimProfile.model_validate(data)

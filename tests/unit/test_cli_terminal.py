@@ -299,8 +299,9 @@ def test_read_after_is_bounded(tmp_path: Path) -> None:
     first = log_tail.read_after(path, None)
     assert len(first["lines"]) == log_tail.MAX_LINES
     rest = log_tail.read_after(path, first["position"])
-    assert [json.loads(line)["msg"] for line in rest["lines"]][0] == f"m{log_tail.MAX_LINES}"
-    assert len(rest["lines"]) == 5
+    assert [json.loads(line)["msg"] for line in rest["lines"]] == [
+        f"m{i}" for i in range(log_tail.MAX_LINES, log_tail.MAX_LINES + 5)
+    ]
 
 
 def test_log_lines_render_and_merge_by_time() -> None:
@@ -308,7 +309,9 @@ def test_log_lines_render_and_merge_by_time() -> None:
         {"ts": "2025-06-01T12:00:01.250+00:00", "level": "INFO", "logger": "herd.x", "msg": "up"}
         | {"node": "alpha", "n": 3, "why": "two words"}
     )
-    assert render(raw) == '2025-06-01 12:00:01.250 INFO    herd.x: up node=alpha n=3 why="two words"'
+    assert (
+        render(raw) == '2025-06-01 12:00:01.250 INFO    herd.x: up node=alpha n=3 why="two words"'
+    )
     assert render(raw, as_json=True) == raw
     assert render("not json") == "not json"
     a = {"source": "h:1:2", "lines": [json.dumps({"ts": "2", "msg": "a2"})]}
