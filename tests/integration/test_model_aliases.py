@@ -6,32 +6,16 @@ database keeps requested (the alias) vs served (the fleet model)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import anthropic
-import httpx
 import openai
 import pytest
 
-from launch.localray import wait_until
+from .trace_support import wait_trace
 
 pytestmark = pytest.mark.integration
 
 SMOL = "smollm2:135m"
 TINY = "tiny:1b"
-
-
-def _trace(endpoint: str, request_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-
-    def ready() -> bool:
-        r = httpx.get(f"{endpoint}/dashboard/api/traces/{request_id}", timeout=10)
-        if r.status_code == 200:
-            found.update(r.json())
-        return bool(found)
-
-    wait_until(ready, 30, f"the trace of {request_id}", step=0.2)
-    return found
 
 
 def test_openai_alias_is_served_by_the_real_node_and_traced(endpoint: str) -> None:
@@ -50,7 +34,7 @@ def test_openai_alias_is_served_by_the_real_node_and_traced(endpoint: str) -> No
         ids = [m.id for m in oai.models.list()]
         assert "gpt-4o-mini" in ids and SMOL in ids
         assert oai.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
-    trace = _trace(endpoint, raw.headers["x-herd-request-id"])
+    trace = wait_trace(endpoint, raw.headers["x-herd-request-id"])
     assert (trace["requested_model"], trace["served_model"]) == ("gpt-4o-mini", SMOL)
     assert trace["status"] == "ok" and trace["node_id"] == "smol"
     assert trace["dialect"] == "openai" and trace["fallback_used"] is False
@@ -72,6 +56,6 @@ def test_anthropic_alias_streams_from_the_emulators_and_is_traced(endpoint: str)
             model="claude-haiku-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
         )
         assert message.model == TINY and message.content
-    trace = _trace(endpoint, request_id)
+    trace = wait_trace(endpoint, request_id)
     assert (trace["requested_model"], trace["served_model"]) == ("claude-haiku-4-5", TINY)
     assert trace["status"] == "ok" and trace["dialect"] == "anthropic" and trace["stream"]
