@@ -1,4 +1,5 @@
-"""The ``herd`` command: deploy, status, demo, stop, drain, sim-node; the model commands
+"""The ``herd`` command: deploy, status, demo, stop, drain, sim-node; start and join
+(``launch/cluster_cmds.py``); the model commands
 in Ollama's idiom (pull, ps, ls, rm: ``launch/cli_models.py``) and logs
 (``launch/cli_logs.py``). Exit codes: ``launch/cli_http.py`` (0 ok, 1 error, 2 usage,
 3 not found, 4 unreachable, 5 refused credentials).
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     from launch.cli_logs import add_logs_parser
     from launch.cli_models import add_model_parsers
     from launch.cli_remote import add_remote_parsers
+    from launch.cluster_cmds import add_cluster_parsers
 
     parser = argparse.ArgumentParser(prog="herd", description="One AI endpoint for a fleet.")
     parser.add_argument("--version", action="version", version=f"herd version {__version__}")
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parsers(sub)
     add_logs_parser(sub)
     add_remote_parsers(sub)
+    add_cluster_parsers(sub)
 
     p = sub.add_parser("deploy", help="deploy this box's NodeActor (and on the head the router)")
     p.add_argument("--address", help="Ray address (default: FLEET_RAY_ADDRESS or auto)")
