@@ -50,6 +50,7 @@ class NodeSpec:
     ray_node: str | None = None  # host on another spec's Ray node instead of its own
     engines: str = "off"
     model: str = ""  # llamacpp: a packaged model (herd/backends/llamacpp_models.py); "": default
+    capacity_learning: bool = False  # FLEET_NODE_ENABLE_CAPACITY_LEARNING (herd/capacity/)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class LocalFleet:
 
     def node_settings(self, spec: NodeSpec) -> Settings:
         node: dict[str, Any] = {"name": spec.name, "engines": spec.engines}
+        node.update(enable_capacity_learning=spec.capacity_learning)
         if spec.backend == "sim":
             node.update(ollama_host=self.emulator_urls[spec.name], llamacpp="off")
             # An emulated device reports its profile's memory, disk and parallel slots.

@@ -1,7 +1,8 @@
 """One shared herd fleet for the integration and e2e tests: 3 Ray nodes on 127.0.0.1.
 
 alpha (head Ray node; also hosts the router and Serve): tiny:1b loaded ("hot"), embedder
-beta: tiny:1b on disk, thinker:1b loaded
+beta: tiny:1b on disk, thinker:1b loaded; learns its owner's week (capacity learning: the
+    test_capacity.py owner joins a meeting through <data dir>/capacity/beta.meeting)
 gamma: tiny:1b on disk, coder:1b loaded (long answers), embedder
 gemma (a second NodeActor on alpha's Ray node): the real gemma3:270m (a base model) on
     llama.cpp, and the real media engines (MiniLM on sentence-transformers, whisper
@@ -85,7 +86,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     )
     specs = (
         *(
-            NodeSpec(name, "sim", str(_profile_file(tmp, name, over)))
+            NodeSpec(
+                name, "sim", str(_profile_file(tmp, name, over)), capacity_learning=name == "beta"
+            )
             for name, over in NODE_PROFILES.items()
         ),
         NodeSpec("gemma", "llamacpp", ray_node="alpha", engines=MEDIA_ENGINES, model="gemma3:270m"),
