@@ -19,6 +19,14 @@ import aiohttp
 from _load import percentile
 from _simfleet_driver import FleetDriver, RequestResult, SimNode, chat_request, make_agent
 from _simfleet_hosts import EmulatorHost, sim_state
+from _simfleet_owner import (
+    FLAKY_NODE,
+    OWNER_NODE,
+    ScheduledOwner,
+    install_learners,
+    owner_hits,
+    play_schedule,
+)
 from _simfleet_profiles import fleet_profiles
 from _simfleet_workloads import Workload
 
@@ -40,6 +48,9 @@ TIME_SETTINGS = (
     "score_warm_window",
     "zombie_timeout",
     "prewarm_cooldown",
+    "failure_cooldown",
+    "failure_cooldown_max",
+    "failure_half_life",
 )
 # Expected-latency priors in ScoringWeights that are rates (per second): x time_scale.
 RATE_PRIORS = (
@@ -128,6 +139,9 @@ class RunResult:
     served_by: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     perfbook: str = "none"
+    features: str = "-"  # owner-busy: capacity learning and failure memory "off" or "on"
+    owner_hits: int = 0  # owner-busy: requests run on the owner's device while busy ...
+    call_hits: int = 0  # ... of which while the owner was in the call
 
     def row(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -211,10 +225,12 @@ def summarize(
 
 
 async def run_once(
-    policy: str, workload: Workload, time_scale: float, host: EmulatorHost
+    policy: str, workload: Workload, time_scale: float, host: EmulatorHost, features: str = "-"
 ) -> RunResult:
-    """Start a fresh fleet on ``host``, play ``workload`` under ``policy``, tear it down."""
-    settings = router_settings(policy, time_scale)
+    """Start a fresh fleet on ``host``, play ``workload`` under ``policy``, tear it down.
+    ``features`` "off": no failure memory; "on": capacity learning on every node too."""
+    extra: dict[str, Any] = {"failure_threshold": 0} if features == "off" else {}
+    settings = router_settings(policy, time_scale, **extra)
     profiles = fleet_profiles(time_scale)
     driver: FleetDriver | None = None
     nodes: list[SimNode] = []
@@ -225,6 +241,11 @@ async def run_once(
                 agent = make_agent(node_settings(settings, p), p.name, host.urls[p.name])
                 nodes.append(SimNode(p.name, host.urls[p.name], agent))
                 await agent.start()
+            owners = {p.name: ScheduledOwner((), time_scale) for p in profiles}
+            owners[OWNER_NODE] = ScheduledOwner(workload.owner_phases, time_scale)
+            if features == "on":
+                agents = {n.name: n.agent for n in nodes}
+                install_learners(agents, owners, settings.heartbeat_interval)
             before = await _counters(session, host.urls)
             core = scaled_router(settings, time_scale)
             driver = FleetDriver(settings, nodes, core, time_scale)
@@ -232,9 +253,17 @@ async def run_once(
             lag = LoopLag()
             lag.start()
             t0 = time.perf_counter()
+            for owner in owners.values():
+                owner.t0 = t0
+            schedule = {OWNER_NODE: workload.owner_phases, FLAKY_NODE: workload.flaky_phases}
+            scheduled = asyncio.create_task(
+                play_schedule(session, host.urls, schedule, time_scale, t0)
+            )
             dead: dict[str, Any] = {}
             death = asyncio.create_task(_death(driver, host, session, workload, time_scale, dead))
             results = await _play(driver, workload, time_scale, t0)
+            scheduled.cancel()
+            await asyncio.gather(scheduled, return_exceptions=True)
             wall = time.perf_counter() - t0
             if dead:  # killed already; Ray's report would come after the run
                 death.cancel()
@@ -246,7 +275,11 @@ async def run_once(
                 sum(after[n]["cold_loads"] - before[n]["cold_loads"] for n in after),
                 sum(after[n]["evictions"] - before[n]["evictions"] for n in after),
             )
-            return summarize(policy, workload, results, loads, time_scale, wall, lag_ms, driver)
+            result = summarize(policy, workload, results, loads, time_scale, wall, lag_ms, driver)
+            result.features = features
+            hits = owner_hits(results, workload.owner_phases, t0, time_scale)
+            result.owner_hits, result.call_hits = sum(hits.values()), hits["meeting"]
+            return result
         finally:
             if driver is not None:
                 await driver.stop()

@@ -9,6 +9,9 @@ gets exactly the same requests at exactly the same (simulated) times.
 * ``large``: Poisson arrivals, most requests for the large model.
 * ``node-death``: ``steady``, and one node dies at 40 % of the arrival window (its
   emulator stops, in-flight streams break, its heartbeats stop).
+* ``owner-busy``: ``steady`` on machines people use: one device's owner games and takes
+  a call on a schedule, another device fails intermittently (``bench/_simfleet_owner.py``);
+  run with capacity learning and failure memory off and on, side by side.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from _simfleet_owner import Phase, owner_schedule
 from _simfleet_profiles import DEATH_NODE, LARGE, MEDIUM, SMALL
 
-WORKLOADS = ("steady", "burst", "large", "node-death")
+WORKLOADS = ("steady", "burst", "large", "node-death", "owner-busy")
 
 _WORDS = (
     *("herd", "fleet", "router", "model", "token", "device", "memory", "latency", "queue"),
@@ -55,6 +59,8 @@ class Workload:
     requests: tuple[SimRequest, ...]
     death_node: str | None = None
     death_at_s: float | None = None
+    owner_phases: tuple[Phase, ...] = ()  # owner-busy: the owner's device's schedule ...
+    flaky_phases: tuple[Phase, ...] = ()  # ... and when the flaky device fails
 
     @property
     def span_s(self) -> float:
@@ -115,11 +121,18 @@ def node_death(seed: int, n: int) -> Workload:
     return Workload("node-death", seed, requests, DEATH_NODE, round(span * DEATH_AT, 6))
 
 
+def owner_busy(seed: int, n: int) -> Workload:
+    requests = _poisson(_rng(seed, "owner-busy"), n, STEADY_RATE, STEADY_MIX)
+    owner, flaky = owner_schedule(requests[-1].arrival_s if requests else 0.0)
+    return Workload("owner-busy", seed, requests, owner_phases=owner, flaky_phases=flaky)
+
+
 BUILDERS: dict[str, Callable[[int, int], Workload]] = {
     "steady": steady,
     "burst": burst,
     "large": large,
     "node-death": node_death,
+    "owner-busy": owner_busy,
 }
 
 

@@ -16,6 +16,7 @@ time is reported in simulated seconds (wall seconds x scale)::
     python bench/fleet.py --workloads steady,node-death --policies score --seed 7
     python bench/fleet.py --quick              # a small config, under a minute
     python bench/fleet.py --seeds 1,2,3        # every run once per seed, plus a summary
+    python bench/fleet.py --workloads owner-busy --policies expected_latency,least_busy
 
 After the per-run table comes a summary per workload x policy over the seeds: ok rate,
 mean p50 and p95, p95 as a multiple of the floor and of round-robin's, rank by p95.
@@ -25,6 +26,11 @@ only the router's built-in scoring runs (as ``score``) and the others are listed
 
 Columns (one row per workload x policy, every policy gets the very same requests):
 
+* ``features``: ``owner-busy`` runs every policy twice, capacity learning and failure
+  memory ``off`` and ``on`` (``bench/_simfleet_owner.py``); ``-`` elsewhere (failure
+  memory at its defaults, no capacity learning); ``owner hits``: requests that arrived
+  while the owner was busy or in the call and ran on the owner's device (``call hits``:
+  in the call);
 * ``issued`` / ``ok`` / ``failed``: requests sent, answered in full, and not (a stream
   cut by the node death, a 503 after the holding queue...); ``retries``: attempts that
   failed before their first chunk and went to another node;
@@ -52,6 +58,7 @@ from typing import Any
 
 from _simfleet_floor import workload_floor
 from _simfleet_hosts import open_host
+from _simfleet_owner import FEATURES
 from _simfleet_profiles import CHUNK_TOKENS, DEVICES, describe_fleet
 from _simfleet_run import (
     POLICIES,
@@ -70,10 +77,13 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (header, RunResult field, format)
     ("workload", "workload", "s"),
     ("policy", "policy", "s"),
+    ("features", "features", "s"),
     ("issued", "issued", "d"),
     ("ok", "completed", "d"),
     ("failed", "failed", "d"),
     ("retries", "retries", "d"),
+    ("owner hits", "owner_hits", "d"),
+    ("call hits", "call_hits", "d"),
     ("p50 s", "p50_s", ".2f"),
     ("p95 s", "p95_s", ".2f"),
     ("p95 ttft s", "p95_ttft_s", ".2f"),
@@ -88,6 +98,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("workload", "workload", "s"),
     ("policy", "policy", "s"),
+    ("features", "features", "s"),
     ("seeds", "seeds", "d"),
     ("ok %", "ok_pct", ".1f"),
     ("mean p50 s", "p50_s", ".2f"),
@@ -134,8 +145,11 @@ async def run_bench(config: BenchConfig, log: Any = None) -> dict[str, Any]:
             for name in config.workloads:
                 workload = build_workload(name, seed, config.requests)
                 floor = workload_floor(workload)
-                for policy in policies:
-                    result = await run_once(policy, workload, config.time_scale, host)
+                runs = [
+                    (p, f) for p in policies for f in (FEATURES if workload.owner_phases else "-")
+                ]
+                for policy, features in runs:
+                    result = await run_once(policy, workload, config.time_scale, host, features)
                     perfbook.add(result.perfbook)
                     row = result.row()
                     row["seed"] = seed
@@ -145,7 +159,7 @@ async def run_bench(config: BenchConfig, log: Any = None) -> dict[str, Any]:
                     rows.append(row)
                     if log is not None:
                         print(
-                            f"  seed {seed} {name:<10} {policy:<16} ok "
+                            f"  seed {seed} {name:<10} {policy:<16} {features:<3} ok "
                             f"{result.completed}/{result.issued} p95 {result.p95_s:.2f} s "
                             f"({row['p95_x_floor']} x floor, {result.wall_s:.1f} s wall)",
                             file=log,
@@ -184,16 +198,18 @@ def _mean(values: list[float | None]) -> float | None:
 def summarize_seeds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per workload x policy over every seed: means, p95 as a multiple of the floor and
     of round-robin's, and each policy's rank by mean p95 within its workload."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["workload"], row["policy"]), []).append(row)
+        by = (row["workload"], row["policy"], row.get("features", "-"))
+        groups.setdefault(by, []).append(row)
     out: list[dict[str, Any]] = []
-    for (workload, policy), group in groups.items():
+    for (workload, policy, features), group in groups.items():
         issued = sum(r["issued"] for r in group)
         out.append(
             {
                 "workload": workload,
                 "policy": policy,
+                "features": features,
                 "seeds": len(group),
                 "ok_pct": round(100.0 * sum(r["completed"] for r in group) / issued, 1)
                 if issued
@@ -205,7 +221,14 @@ def summarize_seeds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         )
     for entry in out:
         same = [e for e in out if e["workload"] == entry["workload"]]
-        rr = next((e["p95_s"] for e in same if e["policy"] == "round_robin"), None)
+        rr = next(
+            (
+                e["p95_s"]
+                for e in same
+                if e["policy"] == "round_robin" and e["features"] == entry["features"]
+            ),
+            None,
+        )
         entry["p95_vs_round_robin"] = _ratio(entry["p95_s"], rr)
         ranked = sorted(same, key=lambda e: (e["p95_s"] is None, e["p95_s"] or 0.0))
         entry["rank"] = ranked.index(entry) + 1

@@ -20,8 +20,9 @@ Token rates come from this node and model when learned; else from the node's lea
 With ``contention`` > 0, every request of another model in flight on the node
 stretches this one's service time by that fraction.
 
-On a node that learns its owner's week (``herd.capacity``), availability ``a`` now
-stretches the service time by ``1 + owner_contention x (1 - a)``, and **reclaim** adds
+On a node that learns its owner's week (``herd.capacity``), herd gets what the owner
+leaves: availability ``a`` now stretches the service time by ``(1 / a) ^
+owner_contention`` (``a`` at least 0.1: ten times at most), and **reclaim** adds
 the expected cost of the owner coming back mid-request: with the next hour's
 availability ``n``, the owner returns at a rate of ``(1 - n)`` per hour, so a request
 of ``T`` seconds is caught with probability ``p = 1 - exp(-T (1 - n) / 3600)`` and its
@@ -39,6 +40,8 @@ from herd.domain import NodeView
 from herd.scoring.fleet_context import ScoreContext, model_bytes
 from herd.scoring.query import RouteQuery
 from herd.scoring.weights import ScoringWeights
+
+OWNER_FLOOR = 0.1  # an owner using everything still leaves this share (a 10x stretch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +100,8 @@ def estimate(
 
     busy = node.in_flight_by_model.get(key, 0)
     stretch = 1.0 + w.contention * max(0, node.in_flight - busy)
-    if hb.availability is not None:  # the owner's share of the device (herd.capacity)
-        stretch *= 1.0 + w.owner_contention * (1.0 - min(1.0, max(0.0, hb.availability)))
+    if hb.availability is not None:  # herd gets what the owner leaves (herd.capacity)
+        stretch *= (1.0 / min(1.0, max(OWNER_FLOOR, hb.availability))) ** w.owner_contention
     prefill_s = query.prompt_tokens / prompt_tps * stretch
     generate_s = answer_tokens(query, ctx, w) / gen_tps * stretch
 

@@ -38,7 +38,7 @@ class ScoringWeights:
     # this fraction (shared GPU / memory bandwidth). 0 = models do not slow each other.
     contention: float = 0.0
     # Capacity learning (herd.capacity): a node at availability a runs our request
-    # stretched by 1 + owner_contention x (1 - a) (the owner's work takes its share) ...
+    # stretched by (1 / a) ^ owner_contention (herd gets what the owner leaves; 0: off) ...
     owner_contention: float = 1.0
     # ... and an owner likely back within the hour (availability_next) may reclaim it
     # mid-request: the rest then runs this much slower (1.0: twice as long).

@@ -98,3 +98,27 @@ def test_each_node_gets_its_device_slots_and_memory(bench: dict[str, ModuleType]
             profile.num_parallel,
             profile.memory_bytes,
         )
+
+
+async def test_owner_busy_runs_with_the_features_off_and_on(bench: dict[str, ModuleType]) -> None:
+    fleet = bench["fleet"]
+    config = fleet.BenchConfig(
+        workloads=("owner-busy",),
+        policies=("expected_latency",),
+        seed=2,
+        requests=16,
+        time_scale=50.0,
+        host="inproc",
+    )
+    doc: dict[str, Any] = await fleet.run_bench(config)
+    rows = {row["features"]: row for row in doc["rows"]}
+    assert set(rows) == {"off", "on"}
+    for row in rows.values():
+        assert row["workload"] == "owner-busy" and row["issued"] == 16
+        assert row["completed"] + row["failed"] == row["issued"]
+        assert 0 <= row["call_hits"] <= row["owner_hits"] <= row["completed"]
+    summary = {(s["policy"], s["features"]) for s in doc["summary"]}
+    assert summary == {("expected_latency", "off"), ("expected_latency", "on")}
+    workload = bench["_simfleet_workloads"].build_workload("owner-busy", 2, 16)
+    assert workload.owner_phases and workload.flaky_phases
+    assert all(0 <= p.start_s < p.end_s <= workload.span_s for p in workload.owner_phases)

@@ -83,7 +83,9 @@ def test_the_owners_share_now_stretches_the_service_time() -> None:
     off = learning("off", None, None)  # a node that does not learn
     ctx = build_context(snap(free, busy, off), q, EL)
     a, b = estimate(free, q, ctx, NOW, EL), estimate(busy, q, ctx, NOW, EL)
-    assert b.generate_s == pytest.approx(a.generate_s * 1.75)
+    assert b.generate_s == pytest.approx(a.generate_s * 4.0)  # a quarter of the device
+    gone = learning("gone", 0.0, None)  # the owner takes everything: at most ten times
+    assert estimate(gone, q, ctx, NOW, EL).generate_s == pytest.approx(a.generate_s * 10.0)
     assert estimate(off, q, ctx, NOW, EL) == a  # as before capacity learning
     assert expected_latency(snap(busy, free), q, NOW, EL).candidates[0].node_id == "free"
 
