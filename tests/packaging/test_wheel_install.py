@@ -11,23 +11,16 @@ HTTP data plane over the Ollama emulator (``tests/packaging/node_only_run.py``).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tarfile
-import time
 import zipfile
-from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from pathlib import Path
 
-import pytest
+from wheel_support import ROOT, Built, Venv
 
 import herd
 
-ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("herd", "actors", "serve_app", "dashboard", "launch")
 # What a node needs, and nothing else: a heavier core must change this on purpose.
 CORE = {
@@ -42,75 +35,6 @@ CORE = {
     "pyyaml",
     "rich",
 }
-
-
-@dataclass(frozen=True)
-class Built:
-    wheel: Path
-    sdist: Path
-
-
-@dataclass(frozen=True)
-class Venv:
-    bin: Path
-    install_seconds: float
-
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            args, capture_output=True, text=True, timeout=timeout, env=_clean_env(), cwd="/"
-        )
-
-
-def _uv() -> str:
-    uv = Path(sys.executable).with_name("uv")  # make setup puts it into the venv
-    found = str(uv) if uv.exists() else shutil.which("uv")
-    assert found, "uv is needed to build and install the wheel (make setup installs it)"
-    return found
-
-
-def _clean_env() -> dict[str, str]:
-    """This environment without the test venv's traces or herd settings."""
-    drop = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
-    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("FLEET_")}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run(
-        [_uv(), "build", "--quiet", "--out-dir", str(out), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    wheels, sdists = list(out.glob("*.whl")), list(out.glob("*.tar.gz"))
-    assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in out.iterdir())
-    return Built(wheels[0], sdists[0])
-
-
-@pytest.fixture(scope="module")
-def node_venv(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    where = tmp_path_factory.mktemp("node") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
-    began = time.monotonic()
-    done = subprocess.run(
-        [
-            _uv(),
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(where / "bin" / "python"),
-            built.wheel,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_clean_env(),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return Venv(where / "bin", time.monotonic() - began)
 
 
 def _metadata(wheel: Path) -> tuple[Message, list[str]]:
