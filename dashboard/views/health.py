@@ -11,8 +11,8 @@ from typing import Any
 from dash import Dash, Input, Output, dcc, html
 
 from dashboard.bridge import SyncBridge
-from dashboard.views.capacity import capacity_panel, register_capacity
 from dashboard.views.base import View
+from dashboard.views.capacity import capacity_panel, register_capacity
 from dashboard.views.common import badge, error_note, fmt_time, page, testid
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2, "ok": 3}
