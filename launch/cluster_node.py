@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from herd.errors import ConfigError, FleetUnavailable
+from herd.errors import ConfigError, FleetUnavailable, HerdError
 from launch.cluster_plan import KV_NAMESPACE, KV_VERSIONS, PID_FILE, RAY_LOG, Versions
 from launch.localray import wait_until
 
@@ -78,7 +78,7 @@ class RayNodeProcess:
         text = self._log_since(offset)
         if self.proc is not None and self.proc.poll() is not None:
             self.pid_path.unlink(missing_ok=True)
-            raise FleetUnavailable(
+            raise HerdError(
                 f"Ray did not start ({self._last_error(text)}); full log: {self.log_path}"
             )
         return "block forever" in text
