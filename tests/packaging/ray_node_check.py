@@ -1,8 +1,8 @@
 """A driver of the test's own Ray cluster, run with the full install's Python (the head's
 side) by ``tests/packaging/test_node_only_ray.py``; prints one JSON object.
 
-``find NAME``: the Ray node id carrying ``herd_node_NAME``. ``check NAME``: the NodeActor
-``NAME`` answers a chat, and which install's Ray (``_raylet.so``) its process runs.
+``check NAME``: the NodeActor ``NAME`` answers a chat, and which install's Ray
+(``_raylet.so``) its process runs.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 import ray
 
 from actors import NAMESPACE, node_actor_name
-from actors.cluster import connect, ray_node_with_resource
+from actors.cluster import connect
 from herd.domain import InferenceRequest
-from launch.localray import resource_name
 
 
 def check(name: str) -> dict[str, Any]:
@@ -42,11 +41,9 @@ def check(name: str) -> dict[str, Any]:
 
 def main() -> None:
     command, address, name = sys.argv[1:4]
+    assert command == "check", command
     connect(address, timeout=60)
-    if command == "find":
-        print(json.dumps({"ray_node_id": ray_node_with_resource(resource_name(name))}))
-    else:
-        print(json.dumps(check(name)))
+    print(json.dumps(check(name)))
     ray.shutdown()
 
 

@@ -1,10 +1,10 @@
 """A box with herd-fleet's core alone joins a real Ray cluster and serves as a node.
 
 The head is this checkout's full install (a Ray head with token auth, on its own GCS
-port); the node-only venv of ``conftest.py`` starts the Ray worker (``python -m
-launch.ray_node``, as ``herd join`` does), runs the Ollama emulator (``herd sim-node``)
-and ``herd deploy --no-head``. A driver from the full install then finds that NodeActor
-running in the node-only venv's Python, with no media engines, answering a chat. Ray
+port); the node-only venv of ``conftest.py`` runs the Ollama emulator (``herd sim-node``)
+and ``herd join HEAD --token-file ... --foreground`` (its Ray worker, then its NodeActor).
+A driver from the full install then finds that NodeActor running on the node-only
+venv's Ray, with no media engines, answering a chat. Ray
 runs only in child processes: this test process never joins that cluster (it may be a
 driver of the shared fleet already).
 """
@@ -23,7 +23,7 @@ import pytest
 from wheel_support import Venv, clean_env
 
 from herd.sim.testing import fast_profile
-from launch.localray import LocalRay, free_port, port_open, resource_name, wait_until
+from launch.localray import LocalRay, free_port, port_open, wait_until
 
 CHECK = Path(__file__).with_name("ray_node_check.py")
 NODE = "lean-box"
@@ -95,40 +95,31 @@ def test_a_node_only_box_joins_and_serves(
         tmp_path / "sim.log",
         node_env,
     )
-    worker = _spawn(
+    node_env["FLEET_NODE_OLLAMA_HOST"] = f"http://127.0.0.1:{ollama_port}"
+    node_env["FLEET_DATA_DIR"] = str(tmp_path / "node-data")
+    log = tmp_path / "join.log"
+    joined = _spawn(
         node_venv,
         [
-            "-m", "launch.ray_node", "start", "--block", f"--address={cluster.address}",
-            "--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=80000000",
-            f"--temp-dir={cluster.temp_root / NODE}",
-            f"--resources={json.dumps({resource_name(NODE): 1})}",
+            "-m", "launch.cli", "join", cluster.address, "--token-file", str(cluster.token_path),
+            "--node-name", NODE, "--address-ip", "127.0.0.1",
+            "--temp-dir", str(cluster.temp_root / NODE),
+            "--ray-arg=--num-cpus=1", "--ray-arg=--object-store-memory=80000000",
+            "--foreground", "--drain-timeout", "5",
         ],
-        tmp_path / "worker.log",
+        log,
         node_env,
     )  # fmt: skip
     try:
         wait_until(lambda: port_open(ollama_port), 60, "the emulator")
         wait_until(
-            lambda: (
-                worker.poll() is not None
-                or b"block forever" in (tmp_path / "worker.log").read_bytes()
-            ),
-            120,
-            "the node-only Ray worker",
+            lambda: joined.poll() is not None or b"joined the fleet" in log.read_bytes(),
+            240,
+            "herd join on the node-only box",
             step=0.2,
         )
-        assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-        ray_node_id = _driver(cluster, "find", NODE)["ray_node_id"]
-        assert isinstance(ray_node_id, str) and ray_node_id
-
-        env = {**node_env, "FLEET_NODE_OLLAMA_HOST": f"http://127.0.0.1:{ollama_port}"}
-        env["FLEET_DATA_DIR"] = str(tmp_path / "node-data")
-        args = ["deploy", "--no-head", "--node-name", NODE, "--ray-node-id", ray_node_id]
-        done = node_venv.run(
-            str(node_venv.bin / "herd"), *args, "--address", cluster.address, env=env, timeout=240
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert f"node {NODE} deployed" in done.stdout
+        assert joined.poll() is None, log.read_text()[-3000:]
+        assert f"node {NODE} joined the fleet at {cluster.address}" in log.read_text()
 
         result = _driver(cluster, "check", NODE)
         site = node_venv.bin.parent / "lib"
@@ -138,5 +129,5 @@ def test_a_node_only_box_joins_and_serves(
         assert result["engines"] == []
         assert result["done"] is True and result["content"]
     finally:
-        _stop(worker)
+        _stop(joined)  # SIGTERM: leaves the fleet and ends Ray there
         _stop(sim)

@@ -99,7 +99,7 @@ def test_the_herd_command_works_from_a_node_only_install(node_venv: Venv) -> Non
     done = node_venv.run(herd_cmd, "--version")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"herd version {herd.__version__}"
-    for command in ("deploy",):
+    for command in ("deploy", "join"):
         done = node_venv.run(herd_cmd, command, "--help")
         assert done.returncode == 0, (command, done.stderr)
         assert f"usage: herd {command}" in done.stdout
@@ -107,7 +107,7 @@ def test_the_herd_command_works_from_a_node_only_install(node_venv: Venv) -> Non
     done = node_venv.run(str(node_venv.bin / "python"), "-c", EVERY_HELP)
     assert done.returncode == 0, done.stderr[-3000:]
     helped = json.loads(done.stdout.splitlines()[-1])
-    assert {"deploy", "status", "pull", "demo", "sim-node"} <= set(helped)
+    assert {"deploy", "join", "start", "status", "pull", "demo", "sim-node"} <= set(helped)
     assert {command: code for command, code in helped.items() if code != 0} == {}
 
 
