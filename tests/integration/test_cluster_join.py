@@ -285,3 +285,30 @@ def test_start_join_serve_refuse_and_stop(boxes: Boxes) -> None:
     wait_until(lambda: not boxes.our_processes(), 60, "no Ray process of ours left")
     wait_until(lambda: not port_open(boxes.endpoint_port), 30, "the endpoint port closed")
     assert not port_open(boxes.gcs_port)
+
+
+def test_start_in_the_foreground_serves_and_ends_on_sigterm(boxes: Boxes) -> None:
+    boxes.emulate("a")
+    cmd = [*HERD, "start", "--address-ip", "127.0.0.1", "--ray-port", str(boxes.gcs_port),
+           *_ray_args(boxes, "a", head=True), "--foreground"]  # fmt: skip
+    head = subprocess.Popen(
+        cmd, env=boxes.env("a"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out = Lines(head)
+    try:
+        wait_until(lambda: out.has("serving;") or head.poll() is not None, 180, "the head up")
+        assert out.has(f"Ray head started at {boxes.gcs}"), out.lines
+        assert out.has(f"  herd join {boxes.gcs} --token "), out.lines
+        wait_until(lambda: _online(boxes) == {"a"}, 30, "a online")
+        assert _served_by(boxes, "only-a:1b") == "a"
+        head.send_signal(signal.SIGTERM)  # the service manager stops the head
+        assert head.wait(timeout=120) == 0, out.lines
+    finally:
+        if head.poll() is None:
+            head.kill()
+            head.wait(timeout=10)
+    assert out.has("node a: drained") and out.has("serve app removed"), out.lines
+    assert out.has("Ray node stopped"), out.lines
+    assert not (boxes.data_dir("a") / "ray-node.pid").exists()
+    wait_until(lambda: not boxes.our_processes(), 60, "no Ray process of ours left")
+    wait_until(lambda: not port_open(boxes.endpoint_port), 30, "the endpoint port closed")
