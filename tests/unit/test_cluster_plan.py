@@ -211,3 +211,20 @@ def test_token_and_token_file_exclude_each_other(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "not allowed with argument" in done.stderr
+
+
+def test_an_unexpected_failure_is_one_line_not_a_stack_trace() -> None:
+    import argparse
+
+    from herd.settings import Settings
+    from launch.cli_http import CliError
+    from launch.cluster_cmds import _readable
+
+    def boom(args: argparse.Namespace, settings: Settings) -> int:
+        raise RuntimeError("Version mismatch: The cluster was started with:\n    Ray: 2.59")
+
+    with pytest.raises(CliError) as caught:
+        _readable(boom)(argparse.Namespace(command="join"), Settings())
+    first_line = "Version mismatch: The cluster was started with:"
+    assert caught.value.message == f"herd join failed: {first_line}"
+    assert caught.value.code == 1
