@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from herd.errors import ConfigError
-from launch.localray import auth_env, ray_env, resource_name
+from launch.localray import LEAN_RAY_FLAGS, auth_env, ray_env, resource_name
 
 GCS_PORT = 6379
 TOKEN_FILE = "ray-token"
@@ -184,11 +184,25 @@ def join_command(address: str, token: str) -> str:
     return f"herd join {shlex.quote(address)} --token {shlex.quote(token)}"
 
 
+# How fast Ray gives up on a box that stopped answering, on a LAN: a health check each
+# second, each allowed a second, five misses in a row: a dead or unplugged machine is
+# marked dead within about 5-10 s (Ray's defaults: 30-65 s), so its requests move at
+# once; a Wi-Fi hiccup shorter than that is ridden out. The one-box test fleets use
+# tighter values (launch/localray.py). A value set in the environment wins.
+LAN_HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "5",
+}
+
+
 def node_env(token_path: Path, platform: str = sys.platform) -> dict[str, str]:
     """The environment of a Ray node herd starts (head or worker) and of its drivers:
     token auth, Serve's HAProxy ingress (read when the head starts), usage stats off,
     Python patch versions accepted, and on macOS / Windows Ray's multi-machine flag."""
     env = ray_env("haproxy", token_path)
+    for key, value in LAN_HEALTH_CHECKS.items():
+        env[key] = os.environ.get(key, value)
     env.setdefault("RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL", "minor")
     if needs_cluster_flag(platform):
         env[MAC_WINDOWS_FLAG] = "1"
@@ -219,6 +233,7 @@ def head_args(
         "--include-dashboard=false",
         "--disable-usage-stats",
         f"--resources={json.dumps({resource_name(node_name): 1})}",
+        *LEAN_RAY_FLAGS,
     ]
     if temp_dir is not None:
         args.append(f"--temp-dir={temp_dir}")
@@ -232,6 +247,7 @@ def worker_args(
         f"--address={head}",
         f"--node-ip-address={ip}",
         f"--resources={json.dumps({resource_name(node_name): 1})}",
+        *LEAN_RAY_FLAGS,
     ]
     if temp_dir is not None:
         args.append(f"--temp-dir={temp_dir}")

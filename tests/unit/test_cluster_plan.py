@@ -129,6 +129,10 @@ def test_node_env_has_what_herd_needs_and_no_stray_token(
     assert env["RAY_USAGE_STATS_ENABLED"] == "0"
     assert env["RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL"] == "minor"
     assert MAC_WINDOWS_FLAG not in env  # Linux needs no flag
+    # LAN health checks (a dead box is dead within ~5-10 s) and lean Ray.
+    assert env["RAY_health_check_period_ms"] == "1000"
+    assert env["RAY_health_check_failure_threshold"] == "5"
+    assert env["REPORTER_UPDATE_INTERVAL_MS"] == "60000"
 
 
 @pytest.mark.parametrize("platform", ["darwin", "win32"])
@@ -148,10 +152,10 @@ def test_head_and_worker_arguments(tmp_path: Path) -> None:
         "--disable-usage-stats",
     ]
     assert json.loads(head[5].removeprefix("--resources=")) == {"herd_node_mac-1": 1}
-    assert head[-1] == "--num-cpus=4"
+    assert head[-1] == "--num-cpus=4" and "--include-log-monitor=False" in head
     worker = worker_args("192.168.1.10:6379", "192.168.1.11", "pc", tmp_path, [])
     assert worker[:2] == ["--address=192.168.1.10:6379", "--node-ip-address=192.168.1.11"]
-    assert worker[-1] == f"--temp-dir={tmp_path}"
+    assert worker[-1] == f"--temp-dir={tmp_path}" and "--include-log-monitor=False" in worker
 
 
 def test_the_token_file_is_private(tmp_path: Path) -> None:
