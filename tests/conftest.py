@@ -76,6 +76,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         # (slow-fault tests teach it that alpha is slow). It is covered by unit and
         # property tests and by bench/fleet.py over the real router and emulators.
         routing_policy="score",
+        # beta learns its owner's week, and its "owner" is this busy box (the tests, Ray):
+        # its availability points would change which node these tests see serve.
+        # The signal is covered by unit tests (tests/unit/test_scoring_signals.py).
+        score_availability=0.0,
         admin_token=ADMIN_TOKEN,
         # tests/integration/test_model_aliases.py: names clients insist on
         model_aliases='{"gpt-4o-mini": "smollm2:135m", "claude-haiku-4-5": "tiny:1b"}',
