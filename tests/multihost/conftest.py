@@ -1,0 +1,49 @@
+"""The multi-host suite's fleet: four hosts, each its own network namespace, IP, Ollama
+emulator, Ray node and ``herd deploy`` (``tests/multihost/hosts.py``).
+
+dev1 (the Ray head, router and endpoint), dev2 and dev3 start with the fleet; dev4 is
+added by the first case (a host that joins late). The cases run in file order on this
+one fleet, each leaving it as the next expects. Everything the fixture built is removed
+at the end, after a failure too (``Network.close``). Multi-host tests run before every
+other test of a session, so the shared loopback fleet of ``tests/conftest.py`` is not
+yet running beside them (two cores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .hosts import HostFleet, timed_wait
+
+FIRST = ("dev1", 11), ("dev2", 12), ("dev3", 13)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("multihost") is None)
+
+
+@pytest.fixture(scope="session")
+def hosts() -> Iterator[HostFleet]:
+    fleet = HostFleet()
+    try:
+        fleet.net.create()
+        for name, number in FIRST:
+            fleet.add_host(name, number)
+            fleet.start_sim(fleet.hosts[name])
+        head, *workers = (fleet.hosts[name] for name, _ in FIRST)
+        fleet.start_ray(head)
+        for host in workers:
+            fleet.start_ray(host, wait=False)
+        for host in workers:
+            fleet.wait_ray(host)
+        fleet.deploy(head)
+        with ThreadPoolExecutor(len(workers)) as pool:
+            list(pool.map(fleet.deploy, workers))
+        timed_wait(lambda: {"dev1", "dev2", "dev3"} <= fleet.online(), 60, "3 hosts online")
+        yield fleet
+    finally:
+        fleet.close()
