@@ -59,9 +59,17 @@ class Upkeep:
 
 
 class RouterCore:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        warm_up: float = 0.0,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        # A restarted router knows no node until their next heartbeats: for ``warm_up``
+        # seconds an unknown model waits for them instead of being a 404.
+        self._warm_until = clock() + warm_up
         self.fleet = FleetState(settings.heartbeat_timeout, settings.heartbeat_offline)
         self._turns = itertools.count()  # round-robin's turn counter
         self.perf = PerfBook()  # learned per node and model from outcomes and heartbeats
@@ -220,6 +228,10 @@ class RouterCore:
             decision = self.try_route(request_id, models, exclude, attempt, query)
             if decision is not None:
                 return decision
+        if not any(self.known_model(m) for m in models) and await self._heard_of(models):
+            decision = self.try_route(request_id, models, exclude, attempt, query)
+            if decision is not None:
+                return decision
         if not any(self.known_model(m) for m in models):
             raise ModelNotFound(f"model '{models[0]}' not found")
         now = self.clock()
@@ -306,6 +318,17 @@ class RouterCore:
             self.failures,
             self.clock(),
         )
+
+    async def _heard_of(self, models: Sequence[str]) -> bool:
+        """While warming up, wait for a heartbeat naming one of ``models``; whether one
+        came (after the warm-up: False at once)."""
+        while (left := self._warm_until - self.clock()) > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._change.wait()
+            if any(self.known_model(m) for m in models):
+                return True
+        return False
 
     async def wait_view(
         self, epoch: str | None = None, since: int = -1, wait: float = 0.0
