@@ -16,6 +16,7 @@ import pytest
 
 from launch.localray import wait_until
 
+from .routing_support import set_loaded
 from .trace_support import wait_trace
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,7 @@ def half_open(fleet: Any, node: str, model: str) -> None:
 def test_traffic_leaves_a_cooled_node_without_paying_retries(
     fleet: Any, endpoint: str, sim: Any
 ) -> None:
+    set_loaded(fleet, sim, "gamma", ON_TWO, False)
     sim.fault("beta", kind="fail_before", model=ON_TWO, message="runner crashed")
     for _ in range(8):  # beta is the hot one: it gets the first attempts and fails them
         r = chat(endpoint, ON_TWO)
@@ -112,6 +114,9 @@ def test_traffic_leaves_a_cooled_node_without_paying_retries(
         entry = memory(fleet, "beta", ON_TWO)
         if entry is not None and entry["state"] == "cooling_down":
             break
+        # gamma loaded it for the retry; unloaded again, beta stays the only hot node (as
+        # when the fleet started), whatever earlier tests taught the router about gamma.
+        set_loaded(fleet, sim, "gamma", ON_TWO, False)
     assert entry is not None and entry["state"] == "cooling_down" and entry["failures"] == 3
     assert fault_hits(sim, "beta") == 3
     r = chat(endpoint, ON_TWO)

@@ -6,11 +6,15 @@ from typing import Any
 
 import pytest
 
+from .routing_support import set_loaded
+
 pytestmark = pytest.mark.integration
 
 
-def test_client_chat_embed_and_status(fleet: Any) -> None:
+def test_client_chat_embed_and_status(fleet: Any, sim: Any) -> None:
     from actors.client import connect_client
+
+    set_loaded(fleet, sim, "gamma", "thinker:1b", False)  # beta is its only hot node
 
     client = connect_client(fleet.cluster.address, settings=fleet.settings)
     try:
