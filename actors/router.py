@@ -39,10 +39,11 @@ log = logging.getLogger("herd.actors.router")
 class RouterActor:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings)
-        # Restarted after a crash: the nodes' heartbeats rebuild the fleet within
-        # FLEET_HEARTBEAT_TIMEOUT; until then an unknown model waits instead of a 404.
+        # Restarted after a crash: every live node has beaten again within
+        # FLEET_HEARTBEAT_OFFLINE (else it counts as offline anyway); until then an unknown
+        # model waits for the heartbeats instead of a 404.
         restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
-        self.core = RouterCore(settings, warm_up=settings.heartbeat_timeout if restarted else 0)
+        self.core = RouterCore(settings, warm_up=settings.heartbeat_offline if restarted else 0)
         self.settings = settings
         self._watch: asyncio.Task[None] | None = None
         self._upkeep: asyncio.Task[None] | None = None
