@@ -125,8 +125,9 @@ def test_system_sensors_on_this_machine_take_herd_out_and_read_the_flag(tmp_path
     host = HostLoad(cpu=0.5, memory_total=16 * 1024**3, memory_available=8 * 1024**3)
     first = sensors.read(time.time(), host)
     assert 0.0 <= first.owner_cpu <= 0.5
-    # this test process's memory is herd's own: taken out of the owner's 50 %
-    assert 0.0 < first.owner_memory < 0.5
+    # this test process's memory is herd's own: taken out of the owner's 50 % (to 0 when
+    # herd's processes here hold more than that, as on a busy CI box)
+    assert 0.0 <= first.owner_memory < 0.5
     assert first.meeting_flag is False
     flag.touch()
     assert sensors.read(time.time(), host).meeting is True
