@@ -109,4 +109,9 @@ def test_an_owner_in_a_meeting_gets_no_new_requests_and_running_ones_finish(
     set_loaded(fleet, sim, "gamma", THINKER, False)  # beta is the hot node for it again
     ingress_caught_up(fleet)
     again = ollama_chat_stream(endpoint, THINKER)
-    assert again.done and again.node == "beta", (again.node, again.error)
+    assert again.done, again.error
+    # Readmitted: beta is a candidate again (which node wins then depends on what the
+    # router learned of beta's slow answers during the test, not on the meeting).
+    trace = wait_trace(endpoint, again.headers["x-herd-request-id"])
+    assert "beta" not in (trace["eliminated"] or {}), trace["eliminated"]
+    assert any(c["node_id"] == "beta" for c in trace["candidates"]), trace["candidates"]
