@@ -226,6 +226,10 @@ class RouterActor:
         """Readmit every (node, model) pair the failure memory holds; returns how many."""
         return self.core.forget_failures()
 
+    def forget_learning(self) -> int:
+        """Forget the latencies and rates requests taught; returns how many pairs."""
+        return self.core.forget_learning()
+
     def ping(self) -> str:
         return "ok"
 

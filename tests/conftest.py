@@ -145,10 +145,13 @@ def sim(fleet: Any) -> Iterator[Any]:
     """Admin access to each node's emulator; faults are cleared after every test."""
 
     class Sim:
+        faulted = False
+
         def url(self, node: str) -> str:
             return str(fleet.emulator_urls[node])
 
         def fault(self, node: str, **spec: Any) -> None:
+            self.faulted = True
             r = httpx.post(f"{self.url(node)}/_sim/faults", json=spec, timeout=5)
             r.raise_for_status()
 
@@ -159,16 +162,20 @@ def sim(fleet: Any) -> Iterator[Any]:
         def served(self, node: str) -> int:
             return int(self.state(node)["counters"]["served"])
 
-    yield Sim()
+    sim = Sim()
+    yield sim
     for node, url in fleet.emulator_urls.items():
         if node in fleet.emulators:
             httpx.delete(f"{url}/_sim/faults", timeout=5)
-    _forget_failures(fleet)
+    _forget_faults(fleet, sim.faulted)
 
 
-def _forget_failures(fleet: Any) -> None:
-    """Readmit what a test's faults cooled down (the router's failure memory outlives the
-    test), then wait until the ingress's mirror holds the router's view without it."""
+def _forget_faults(fleet: Any, faulted: bool) -> None:
+    """Readmit what a test's faults cooled down and, after a test that injected faults,
+    forget the latencies they taught (the router's failure memory and learned
+    performance outlive the test: a slow fault on beta would make later tests' hot node
+    lose to a warm one), then wait until the ingress's mirror holds the router's view
+    without them."""
     import ray
 
     from actors import NAMESPACE, ROUTER_NAME
@@ -176,7 +183,12 @@ def _forget_failures(fleet: Any) -> None:
     from launch.localray import wait_until
 
     router = get_named(ROUTER_NAME, NAMESPACE)
-    if router is None or not ray.get(router.forget_failures.remote(), timeout=10):
+    if router is None:
+        return
+    changed = ray.get(router.forget_failures.remote(), timeout=10)
+    if faulted:
+        changed += ray.get(router.forget_learning.remote(), timeout=10)
+    if not changed:
         return
     version = fleet.status()["view_version"]
     wait_until(

@@ -437,6 +437,15 @@ class RouterCore:
         self._notify()
         return held
 
+    def forget_learning(self) -> int:
+        """Forget what requests taught the performance learner (see
+        :meth:`PerfBook.forget_requests`); returns how many pairs it had learned."""
+        learned = self.perf.forget_requests()
+        if learned:
+            self._reports += 1  # a new view version: the mirrors score without it too
+            self._notify()
+        return learned
+
     def warmed(self, warm: Warm, ok: bool) -> None:
         if ok:
             self.counters["prewarmed"] += 1

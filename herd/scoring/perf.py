@@ -186,6 +186,25 @@ class PerfBook:
             cold=cold,
         )
 
+    def forget_requests(self) -> int:
+        """Drop what requests taught (latencies, load times, token rates, answer lengths)
+        and keep what heartbeats tell (sizes, residency, when a model left memory): an
+        operator reset after fixing a device, tests between cases. Returns how many
+        (node, model) pairs had learned something."""
+        learned = 0
+        for (node, key), pair in self._pairs.items():
+            if pair.samples == 0:
+                continue
+            learned += 1
+            pair.samples = 0
+            for samples in (
+                pair.latency, pair.service, pair.completion,
+                pair.load, pair.prompt_tps, pair.gen_tps,
+            ):  # fmt: skip
+                samples.clear()
+            self._touch(node, key)
+        return learned
+
     def forget_node(self, node_id: str) -> None:
         """A node left the fleet for good: drop what was learned about it."""
         for table in (self._pairs, self._sizes):

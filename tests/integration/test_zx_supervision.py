@@ -19,6 +19,8 @@ import ray
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
 from launch.localray import wait_until
 
+from .routing_support import set_loaded
+
 pytestmark = pytest.mark.integration
 
 BOUND_S = 30.0  # no client waits longer than this while an actor restarts
@@ -90,7 +92,8 @@ def test_router_killed_under_load_comes_back_and_loses_no_trace(fleet: Any) -> N
     )
 
 
-def test_node_actor_killed_is_restarted_and_serves_again(fleet: Any) -> None:
+def test_node_actor_killed_is_restarted_and_serves_again(fleet: Any, sim: Any) -> None:
+    set_loaded(fleet, sim, "gamma", "thinker:1b", False)  # beta is its only hot node
     name = node_actor_name("beta")
     old = _pid(name)
     assert old is not None

@@ -166,3 +166,18 @@ def test_the_mirror_moves_router_times_onto_its_own_clock(core: RouterCore, cloc
     local.confirm(T0 + 110.0)
     probe = local.try_route("r2", [M], T0 + 110.0)
     assert probe is not None and probe.node_id == "a"
+
+
+def test_forget_learning_drops_slow_answers_and_tells_the_mirrors(core: RouterCore) -> None:
+    local = make_local(core)
+    decision = core.try_route("slow", [M])
+    assert decision is not None and decision.node_id == "a"
+    core.release(Outcome("slow", "a", M, ok=True, started=True, total_s=40.0))
+    sync(local, core, T0)
+    assert local.perf.model("a", M).p75_s == 40.0  # type: ignore[union-attr]
+    version = core.view_version()
+    assert core.forget_learning() == 1
+    assert core.view_version() > version
+    sync(local, core, T0)
+    assert local.perf.model("a", M).p75_s is None  # type: ignore[union-attr]
+    assert core.forget_learning() == 0 and core.view_version() == version + 1

@@ -217,3 +217,24 @@ def test_forget_node() -> None:
     assert stats.fleet["m:1b"].best_p75_s == 3.0
     book.forget_node("b")
     assert book.freeze().fleet == {}
+
+
+def test_forget_requests_keeps_what_heartbeats_tell() -> None:
+    book = PerfBook()
+    book.observe_heartbeat(hb("a", {"m:1b": GIB}, {"m:1b": 2 * GIB}), now=0.0)
+    book.observe_heartbeat(hb("b", {"m:1b": GIB}, {}), now=0.0)
+    book.observe("a", "m:1b", latency_s=9.0, load_s=1.0, cold=True, completion_tokens=10,
+                 eval_s=1.0)  # fmt: skip
+    book.observe("b", "m:1b", latency_s=1.0)
+    before = book.freeze()
+    assert book.forget_requests() == 2
+    stats = book.freeze()
+    assert stats.version > before.version
+    a = stats.model("a", "m:1b")
+    assert a is not None
+    learned = (a.samples, a.p75_s, a.load_s, a.gen_tps, a.completion_tokens)
+    assert learned == (0, None, None, None, None)
+    assert a.resident_bytes == 2 * GIB  # from the heartbeat, kept
+    assert "a" not in stats.nodes and stats.fleet["m:1b"].best_p75_s is None
+    assert book.forget_requests() == 0  # nothing left to forget
+    assert book.freeze() is stats
