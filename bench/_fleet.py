@@ -66,7 +66,8 @@ def local_fleet(
     ``start`` puts a NodeActor on the head and always deploys one Serve replica)."""
     from actors.cluster import connect
     from actors.router import deploy_router_actor
-    from herd.settings import NodeSettings, load_settings
+    from herd.node_settings import NodeSettings
+    from herd.settings import load_settings
     from launch.localfleet import LocalFleet, NodeSpec
     from launch.localray import free_port
     from serve_app.app import deploy_serve

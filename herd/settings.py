@@ -1,14 +1,13 @@
 """One settings object, parsed once at the edge (CLI / actor start) and passed down.
 
-Variables follow the seed: ``FLEET_*`` for the router, ``FLEET_NODE_*`` for a node.
-Nothing reads the environment at import time; call :func:`load_settings`.
+Variables follow the seed: ``FLEET_*`` for the router (here), ``FLEET_NODE_*`` for a node
+(``herd/node_settings.py``, held in ``Settings.node``). Nothing reads the environment at
+import time; call :func:`load_settings`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,163 +15,16 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import herd.env_file as env_file
+from herd.api_keys import parse_api_keys
 from herd.errors import ConfigError
 from herd.model_names import ModelAliases
+from herd.node_settings import NodeSettings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def _default_data_dir() -> Path:
     return Path.home() / ".fleet-manager"
-
-
-class NodeSettings(BaseSettings):
-    """Per-device settings (``FLEET_NODE_*``)."""
-
-    model_config = SettingsConfigDict(env_prefix="FLEET_NODE_", extra="forbid")
-
-    name: str | None = Field(default=None, description="Node id; defaults to the hostname")
-    ollama_host: str = Field(default="http://localhost:11434", description="Local Ollama URL")
-    remote: bool = Field(
-        default=False,
-        description="The Ollama is on another machine that runs no Ray (`herd add-node`): this "
-        "machine's CPU, memory, disk and owner signals are not reported for it",
-    )
-    llamacpp: Literal["auto", "on", "off"] = Field(
-        default="auto",
-        description="Start the packaged llama.cpp server when no Ollama answers (auto)",
-    )
-    llamacpp_port: int = Field(
-        default=0,
-        ge=0,
-        le=65535,
-        description="TCP port of the packaged llama.cpp server (0 picks a free one)",
-    )
-    data_port: int = Field(
-        default=0,
-        ge=0,
-        le=65535,
-        description="TCP port of this node's HTTP data plane (0 picks a free one); open it "
-        "to the Ray head in the firewall",
-    )
-    llamacpp_model_path: Path | None = Field(
-        default=None,
-        description="The GGUF the packaged llama.cpp server serves, named after its file "
-        "(unset: smollm2:135m's; the packaged gemma-3-270m-q4_k_m.gguf is served as "
-        "gemma3:270m)",
-    )
-    num_parallel: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="Requests the node runs at once per model: its Ollama's OLLAMA_NUM_PARALLEL",
-    )
-    memory_bytes: int | None = Field(
-        default=None,
-        gt=0,
-        description="Memory herd may fill with models on this device, instead of what the OS "
-        "reports (reserve room for other work; emulated devices report their profile's)",
-    )
-    disk_bytes: int | None = Field(
-        default=None,
-        gt=0,
-        description="Disk herd may fill with models on this device, instead of the free space "
-        "where the models live (emulated devices report their profile's)",
-    )
-    pull_stall_timeout: float = Field(
-        default=600.0,
-        gt=0,
-        description="A pull with no progress line for this long is stopped (seconds; a pull "
-        "has no total limit)",
-    )
-    pull_reserve_bytes: int = Field(
-        default=2 * 1024**3,
-        ge=0,
-        description="Disk a pull must leave free on the device; also the least free disk a "
-        "pull of a model of unknown size needs",
-    )
-    connect_timeout: float = Field(
-        default=5.0, gt=0, description="TCP connect to the local backend (seconds)"
-    )
-    probe_timeout: float = Field(
-        default=2.0,
-        gt=0,
-        description="One health probe of the local backend, each heartbeat (seconds)",
-    )
-    engines: str = Field(
-        default="auto",
-        description=(
-            "Media engines to detect: auto, off, or a comma list of sentence-transformers, "
-            "faster-whisper, diffusers, mflux, diffusionkit, qwen3-asr, piper, espeak-ng"
-        ),
-    )
-    embed_models_dir: Path | None = Field(
-        default=None, description="Directory of sentence-transformers model directories"
-    )
-    whisper_models_dir: Path | None = Field(
-        default=None, description="Directory of faster-whisper (CTranslate2) model directories"
-    )
-    diffusers_models_dir: Path | None = Field(
-        default=None, description="Directory of diffusers from_pretrained pipeline directories"
-    )
-    diffusers_tiny: bool = Field(
-        default=True, description="Expose tiny-sd:random (random weights, for tests)"
-    )
-    image_timeout: float = Field(default=600.0, gt=0, description="One image job (seconds)")
-    asr_timeout: float = Field(default=600.0, gt=0, description="One transcription (seconds)")
-    tts_timeout: float = Field(
-        default=120.0, gt=0, description="One text-to-speech synthesis, encoding included (seconds)"
-    )
-    piper_voices_dir: Path | None = Field(
-        default=None, description="Directory of Piper voices (<voice>.onnx with <voice>.onnx.json)"
-    )
-    enable_capacity_learning: bool = Field(
-        default=False,
-        description="Learn the owner's week (168 hourly slots in <data dir>/capacity/<node>.json) "
-        "and report availability, a memory ceiling and hard pauses: camera or microphone in "
-        "use, or the file <data dir>/capacity/<node>.meeting (the owner's own switch); "
-        "battery at 20 % or less",
-    )
-
-    @field_validator("ollama_host")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
-
-    @field_validator(
-        "llamacpp_model_path",
-        "embed_models_dir",
-        "whisper_models_dir",
-        "diffusers_models_dir",
-        "piper_voices_dir",
-    )
-    @classmethod
-    def _expand_home(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
-
-    @field_validator("engines")
-    @classmethod
-    def _known_engines(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value in ("auto", "off", "none", ""):
-            return value
-        known = (
-            "sentence-transformers",
-            "faster-whisper",
-            "diffusers",
-            "mflux",
-            "diffusionkit",
-            "qwen3-asr",
-            "piper",
-            "espeak-ng",
-        )
-        names = [p.strip() for p in value.split(",") if p.strip()]
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ValueError(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        return ",".join(names)
 
 
 class Settings(BaseSettings):
@@ -481,16 +333,9 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("data_token")
+    @field_validator("data_token", "admin_token", "metrics_token")
     @classmethod
     def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().strip()) < 16:
-            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
-        return value
-
-    @field_validator("admin_token", "metrics_token")
-    @classmethod
-    def _long_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().strip()) < 16:
             raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         return value
@@ -544,41 +389,6 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
-
-
-def parse_api_keys(text: str) -> list[tuple[str, str]]:
-    """``name:key,name2:key2`` or a JSON object ``{"name": "key"}`` -> (name, key) pairs.
-    Names are short words (they become trace tags); keys are at least 16 characters."""
-    text = text.strip()
-    pairs: list[tuple[str, str]]
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise ValueError("is not a valid JSON object of name -> key") from None
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise ValueError("must map each name to a key string")
-        pairs = [(str(k).strip(), v.strip()) for k, v in data.items()]
-    else:
-        pairs = []
-        for part in text.split(","):
-            name, sep, key = part.strip().partition(":")
-            if not sep:
-                raise ValueError("each entry must be name:key")
-            pairs.append((name.strip(), key.strip()))
-    seen: set[str] = set()
-    for name, key in pairs:
-        if not _KEY_NAME.fullmatch(name):
-            raise ValueError(f"key name {name!r} must be 1-32 letters, digits, '-', '_' or '.'")
-        if len(key) < 16:
-            raise ValueError(f"the key named {name!r} must be at least 16 characters")
-        if key in seen:
-            raise ValueError(f"the key named {name!r} is used twice")
-        seen.add(key)
-    return pairs
-
-
-_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from herd.domain import LoadedModel, ModelOnDisk, canonical_model
+from herd.node_settings import ENGINE_NAMES, EngineName
 from herd.taxonomy import ModelCategory
 
 if TYPE_CHECKING:
@@ -241,18 +242,6 @@ class MediaEngines:
 
 
 # --------------------------------------------------------------------------- detection
-
-EngineName = Literal[
-    "sentence-transformers",
-    "faster-whisper",
-    "diffusers",
-    "mflux",
-    "diffusionkit",
-    "qwen3-asr",
-    "piper",
-    "espeak-ng",
-]
-ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 
 
 def wanted_engines(setting: str) -> tuple[EngineName, ...]:

@@ -17,7 +17,9 @@ PACKAGES = ("herd", "actors", "dashboard", "serve_app", "launch")
 
 # Lowest first. Keep in step with "What may import what" in ARCHITECTURE.md.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"herd.errors", "herd.model_names", "herd.env_file"}),
+    frozenset(
+        {"herd.errors", "herd.model_names", "herd.env_file", "herd.node_settings", "herd.api_keys"}
+    ),
     frozenset({"herd", "herd.settings", "herd.domain", "herd.deadlines", "herd.json_codec"}),
     frozenset({"herd.taxonomy", "herd.settings_doc"}),
     frozenset(

@@ -14,9 +14,10 @@ import pytest
 
 from herd.backends import media_detect
 from herd.backends.mac_engines import detect_mac_asr, detect_mac_image
-from herd.backends.media import ENGINE_NAMES, wanted_engines
+from herd.backends.media import wanted_engines
 from herd.backends.media_detect import detect_media_engines
 from herd.errors import ConfigError
+from herd.node_settings import ENGINE_NAMES
 from herd.settings import Settings, load_settings
 
 

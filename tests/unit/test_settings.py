@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from herd.errors import ConfigError
-from herd.settings import NodeSettings, Settings, load_settings
+from herd.node_settings import NodeSettings
+from herd.settings import Settings, load_settings
 
 
 @pytest.fixture(autouse=True)

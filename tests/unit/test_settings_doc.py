@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from herd import settings_doc
-from herd.settings import NodeSettings, Settings
+from herd.node_settings import NodeSettings
+from herd.settings import Settings
 
 
 def test_the_readme_table_is_generated_from_the_settings() -> None:
