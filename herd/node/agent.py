@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, cast
 
-from herd import __version__
 from herd.backends.base import Backend, BackendState, RawLines
 from herd.backends.llamacpp_server import LLAMACPP_MISSING, llamacpp_installed
 from herd.backends.media import MediaEngines
@@ -28,33 +26,17 @@ from herd.convert.ollama_response import STREAMED_KINDS, answer_folder
 from herd.deadlines import IdleTimeout
 from herd.domain import InferenceRequest, NodeHeartbeat
 from herd.errors import BackendTimeout, ConfigError, NodeUnavailable
+from herd.node.heartbeat import build_heartbeat, system_metrics
 from herd.node.media import NodeMedia
 from herd.node.model_store import delete_model, pull_model, show_model
 from herd.node.pulls import NodePulls
 from herd.node.slots import SlotGate
-from herd.node.sysmetrics import (
-    SystemMetrics,
-    classify_memory_pressure,
-    collect_system_metrics,
-    disk_free,
-    ollama_models_dir,
-)
 from herd.settings import Settings
 
 log = logging.getLogger("herd.node")
 
-# A remote node (herd add-node) runs on another machine than its Ollama: this machine's
-# load says nothing about it. Unknown is 0 (no CPU signal, memory from --memory or none).
-_REMOTE_METRICS = SystemMetrics(0.0, 0, 0, 0, "normal")
-
-
-def _url_host(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or url
-
-
 _DONE = object()
 _MEDIA_MARGIN = 5.0  # seconds past an engine's own timeout before the node gives up
-_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class NodeAgent:
@@ -175,72 +157,31 @@ class NodeAgent:
             return False
         return True
 
-    # --- metrics ---------------------------------------------------------------------
+    # --- metrics (assembled in ``herd.node.heartbeat``) ---------------------------------
     async def heartbeat(self) -> NodeHeartbeat:
         backend = self._require_backend()
         if self.supervisor is not None:
             await self.supervisor.ensure_running()
         state = await backend.probe()
         self.state = state
-        metrics = _REMOTE_METRICS if self.settings.node.remote else collect_system_metrics()
+        node = self.settings.node
+        metrics = system_metrics(node)
         learned: dict[str, Any] = {}  # paused, availability, memory ceiling: herd.capacity
         if self.capacity is not None:
             host = HostLoad.of(metrics, self.in_flight, backend.url)
-            learned = await self.capacity.heartbeat_fields(host, self.settings.node.memory_bytes)
-        return NodeHeartbeat(
+            learned = await self.capacity.heartbeat_fields(host, node.memory_bytes)
+        return build_heartbeat(
+            node,
             node_id=self.node_id,
-            hostname=_url_host(backend.url) if self.settings.node.remote else socket.gethostname(),
-            remote=self.settings.node.remote,
             ray_node_id=self.ray_node_id,
-            backend=backend.kind,
-            backend_url=backend.url,
-            backend_ok=state.ok,
-            backend_version=state.version,
-            herd_version=__version__,
-            cpu_percent=metrics.cpu_percent,
-            cpu_count=metrics.cpu_count,
-            **self._memory(metrics, state),
-            models=state.models + self.media.models(),
-            loaded=state.loaded + self.media.loaded(),
-            num_parallel=self.settings.node.num_parallel,
+            backend=backend,
+            state=state,
+            metrics=metrics,
+            media=self.media,
             draining=self.draining,
-            sent_at=time.time(),
             data_url=self.data_url,
-            disk_free=self._disk_free(backend, state),
-            **learned,
+            learned=learned,
         )
-
-    def _disk_free(self, backend: Backend, state: BackendState) -> int | None:
-        """Bytes pulls may still fill: the free space where a local Ollama keeps its
-        models, capped by FLEET_NODE_DISK_BYTES minus the models on disk when that is
-        set; ``None`` (not checked) for an Ollama on another machine without a budget."""
-        if backend.kind != "ollama":
-            return None
-        budget = self.settings.node.disk_bytes
-        local = backend.url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-        here = local in _LOCAL_HOSTS and not self.settings.node.remote
-        free = disk_free(ollama_models_dir()) if here else None
-        if budget is None:
-            return free
-        left = max(0, budget - sum(m.size for m in state.models))
-        return left if free is None else min(left, free)
-
-    def _memory(self, metrics: Any, state: BackendState) -> dict[str, Any]:
-        """Memory as the router sees it: the OS's, or a budget (FLEET_NODE_MEMORY_BYTES)
-        minus what the loaded models take."""
-        budget = self.settings.node.memory_bytes
-        if budget is None:
-            return {
-                "memory_total": metrics.memory_total,
-                "memory_available": metrics.memory_available,
-                "memory_pressure": metrics.memory_pressure,
-            }
-        free = max(0, budget - sum(m.size for m in state.loaded))
-        return {
-            "memory_total": budget,
-            "memory_available": free,
-            "memory_pressure": classify_memory_pressure(budget, free, floor=0),
-        }
 
     # --- requests --------------------------------------------------------------------
     def _require_backend(self) -> Backend:
