@@ -13,8 +13,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
+from actors.discovery import advertise_head
 from actors.handles import HandleCache
 from actors.naming import kill_named
+from herd.discovery import Advertisement
 from herd.domain import Decision, NodeHeartbeat, Outcome
 from herd.errors import BadRequest
 from herd.logs import configure_logging
@@ -49,6 +51,7 @@ class RouterActor:
         self._upkeep: asyncio.Task[None] | None = None
         self._warming: set[asyncio.Task[Any]] = set()
         self._nodes = HandleCache(settings.actor_call_timeout)
+        self._advert: Advertisement | None = None  # the head's mDNS record (FLEET_MDNS)
         # Traces: journaled here (acknowledged = on disk), written to the database in
         # the writer's thread; a restarted router replays what was not stored yet.
         self.trace_store = TraceStore.from_settings(settings)
@@ -71,7 +74,15 @@ class RouterActor:
         if self._watch is None:
             self._watch = asyncio.create_task(self._watch_ray_nodes())
             self._upkeep = asyncio.create_task(self._upkeep_loop())
+            if self.settings.mdns:
+                self._advert = await asyncio.to_thread(advertise_head, self.settings.port)
         return True
+
+    def close_advertisement(self) -> None:
+        """Stop announcing the head over mDNS (``herd stop`` before it kills this actor)."""
+        if self._advert is not None:
+            self._advert.close()
+            self._advert = None
 
     async def _upkeep_loop(self) -> None:
         """Zombie reaper, rebalancer and pre-warm, every heartbeat interval."""
@@ -242,7 +253,7 @@ def deploy_router_actor(
     settings: Settings, ray_node_id: str | None = None, start_timeout: float = 30.0
 ) -> Any:
     """(Re)create the RouterActor, pinned to ``ray_node_id`` (the head) when given."""
-    kill_named(ROUTER_NAME, NAMESPACE)
+    kill_named(ROUTER_NAME, NAMESPACE, graceful="close_advertisement")
     options: dict[str, Any] = {"name": ROUTER_NAME, "namespace": NAMESPACE, "lifetime": "detached"}
     if ray_node_id:
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray_node_id, soft=False)

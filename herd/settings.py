@@ -240,6 +240,11 @@ class Settings(BaseSettings):
         "/api/version needs one (Authorization: Bearer or x-api-key); the key's name is "
         "traced as tag key:NAME",
     )
+    mdns: bool = Field(
+        default=True,
+        description="Advertise the head on its LAN over mDNS (_herd._tcp: its address, ports "
+        "and versions, never the token) so `herd join` without an address finds it",
+    )
     metrics: bool = Field(
         default=True,
         description="Serve GET /metrics (Prometheus text format, the whole fleet's numbers "

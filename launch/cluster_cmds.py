@@ -50,6 +50,8 @@ from launch.cluster_plan import (
     worker_args,
 )
 
+DISCOVERY_S = 3.0  # herd join without HEAD browses mDNS this long
+
 
 def _say(line: str, err: bool = False) -> None:
     print(line, file=sys.stderr if err else sys.stdout, flush=True)
@@ -200,13 +202,38 @@ def check_against_head(gcs: str, here: Versions, say: Callable[[str], None]) -> 
     return record
 
 
+def _discovered_head(timeout: float = DISCOVERY_S) -> str:
+    """``herd join`` without HEAD: the one head that answers over mDNS."""
+    from herd.discovery import discover
+
+    _say(f"looking for the fleet's head on this LAN (mDNS, {timeout:g} s) ...", err=True)
+    heads = discover(timeout=timeout)
+    if not heads:
+        raise CliError(
+            f"no herd head answered over mDNS within {timeout:g} s: is `herd start` running "
+            "on the router box, on this LAN (mDNS does not cross routers, and some Wi-Fi "
+            "networks block multicast)? Pass its address: herd join HEAD",
+            EXIT_UNREACHABLE,
+        )
+    if len(heads) > 1:
+        names = ", ".join(f"{h.name} at {h.gcs_address}" for h in heads)
+        raise CliError(
+            f"several herd heads answer on this LAN ({names}): name one, e.g. "
+            f"herd join {heads[0].gcs_address}",
+            EXIT_USAGE,
+        )
+    (head,) = heads
+    _say(f"found the head {head.name} at {head.gcs_address} (herd {head.herd_version})")
+    return head.gcs_address
+
+
 def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
     from actors.cluster import connect
     from actors.ray_auth import cluster_node_addresses
     from launch.deploy import deploy
 
     try:
-        host, port = parse_head(args.head)
+        host, port = parse_head(args.head or _discovered_head())
     except ConfigError as exc:
         raise CliError(exc.message, EXIT_USAGE) from None
     gcs = host_port(host, port)
@@ -331,7 +358,12 @@ def add_cluster_parsers(sub: Any) -> None:
     p.set_defaults(func=_readable(cmd_start))
 
     p = sub.add_parser("join", help="on every other box: join the fleet whose head is HEAD")
-    p.add_argument("head", metavar="HEAD", help="the head's HOST[:PORT] (as `herd start` printed)")
+    p.add_argument(
+        "head",
+        metavar="HEAD",
+        nargs="?",
+        help="the head's HOST[:PORT] (as `herd start` printed); absent: found over mDNS",
+    )
     token = p.add_mutually_exclusive_group()
     token.add_argument("--token", help="the fleet's Ray token (as `herd start` printed it)")
     token.add_argument("--token-file", help="a file holding the token")

@@ -67,7 +67,7 @@ def stop_herd(settings: Settings, drain_timeout: float = 30.0) -> Iterator[str]:
     for node_id in node_ids:
         kill_named(node_actor_name(node_id), NAMESPACE, graceful="shutdown")
         yield f"node {node_id}: actor removed"
-    kill_named(ROUTER_NAME, NAMESPACE)
+    kill_named(ROUTER_NAME, NAMESPACE, graceful="close_advertisement")
     yield "router removed"
 
 

@@ -32,6 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "herd.backends",
             "herd.traces",
             "herd.guard",
+            "herd.discovery",
         }
     ),
     frozenset({"herd.convert"}),
