@@ -17,10 +17,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from herd.capacity.report import capacity_status
 from herd.domain import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
 from herd.errors import ModelNotFound, NoCapacity
 from herd.routing.decide import decide, weights_from, with_turn
@@ -34,6 +33,7 @@ from herd.routing.maintenance import (
     plan_rebalance,
     queued_by_model,
 )
+from herd.routing.reads import fleet_catalog, fleet_running, fleet_status
 from herd.scoring import RouteQuery, failures
 from herd.scoring.perf import PerfBook
 from herd.settings import Settings
@@ -450,110 +450,28 @@ class RouterCore:
         if ok:
             self.counters["prewarmed"] += 1
 
-    # --- reads ------------------------------------------------------------------------
+    # --- reads (built in ``herd.routing.reads``) ---------------------------------------
     def catalog(self) -> list[dict[str, Any]]:
         """Every model across the herd (``/api/tags``), with which nodes hold and run it."""
-        now = self.clock()
-        merged: dict[str, dict[str, Any]] = {}
-        for view in self.fleet.snapshot(now).nodes:
-            if view.status == "offline":
-                continue
-            hb = view.heartbeat
-            for model in hb.models:
-                entry = merged.setdefault(
-                    canonical_model(model.name),
-                    {"model": asdict(model), "nodes": [], "loaded_on": []},
-                )
-                entry["nodes"].append(hb.node_id)
-            for loaded in hb.loaded:
-                entry = merged.setdefault(
-                    canonical_model(loaded.name),
-                    {
-                        "model": {"name": loaded.name, "size": loaded.size},
-                        "nodes": [],
-                        "loaded_on": [],
-                    },
-                )
-                if hb.node_id not in entry["nodes"]:
-                    entry["nodes"].append(hb.node_id)
-                entry["loaded_on"].append(hb.node_id)
-        return [merged[k] for k in sorted(merged)]
+        return fleet_catalog(self.fleet.snapshot(self.clock()))
 
     def running(self) -> list[dict[str, Any]]:
         """Every loaded model on every reachable node (``/api/ps``)."""
-        now = self.clock()
-        out = []
-        for view in self.fleet.snapshot(now).nodes:
-            if view.status == "offline":
-                continue
-            for loaded in view.heartbeat.loaded:
-                disk = next(
-                    (
-                        m
-                        for m in view.heartbeat.models
-                        if canonical_model(m.name) == canonical_model(loaded.name)
-                    ),
-                    None,
-                )
-                out.append(
-                    {
-                        "node": view.node_id,
-                        "loaded": asdict(loaded),
-                        "model": asdict(disk) if disk else None,
-                    }
-                )
-        return out
+        return fleet_running(self.fleet.snapshot(self.clock()))
 
     def status(self) -> dict[str, Any]:
         """Fleet state as plain JSON-able data (``/fleet/status``, ``herd status``)."""
         now = self.clock()
-        snap = self.fleet.snapshot(now)
-        remembered = failures.report(self.failures, now)
-        nodes = []
-        for view in snap.nodes:
-            hb = view.heartbeat
-            nodes.append(
-                {
-                    "node_id": hb.node_id,
-                    "hostname": hb.hostname,
-                    "status": view.status,
-                    "ray_node_id": hb.ray_node_id,
-                    "backend": hb.backend,
-                    "backend_url": hb.backend_url,
-                    "data_url": hb.data_url,
-                    "backend_ok": hb.backend_ok,
-                    "remote": hb.remote,
-                    "backend_version": hb.backend_version,
-                    "herd_version": hb.herd_version,
-                    "draining": hb.draining,
-                    "last_seen_s_ago": round(now - view.last_seen, 3),
-                    "cpu_percent": hb.cpu_percent,
-                    "cpu_count": hb.cpu_count,
-                    "memory_total": hb.memory_total,
-                    "memory_available": hb.memory_available,
-                    "memory_pressure": hb.memory_pressure,
-                    "disk_free": hb.disk_free,
-                    "num_parallel": hb.num_parallel,
-                    "in_flight": view.in_flight,
-                    "in_flight_by_model": dict(view.in_flight_by_model),
-                    "models": [m.name for m in hb.models],
-                    "loaded_models": [
-                        {"name": m.name, "size": m.size, "context_length": m.context_length}
-                        for m in hb.loaded
-                    ],
-                    "failures": remembered.get(hb.node_id, []),  # the failure memory
-                    "capacity": capacity_status(hb),  # capacity learning (None: off)
-                }
-            )
-        return {
-            "nodes": nodes,
-            "queue": {
+        return fleet_status(
+            self.fleet.snapshot(now),
+            now,
+            failures.report(self.failures, now),
+            queue={
                 "waiting": self.waiting,
                 "waiting_by_model": self.waiting_by_model(),
                 "in_flight": len(self.fleet.in_flight()),
             },
-            "events": list(self.events)[-50:],
-            "counters": dict(self.counters),
-            "view_version": self.view_version(),  # what the ingress mirrors catch up to
-            "time": now,
-        }
+            events=self.events,
+            counters=self.counters,
+            view_version=self.view_version(),
+        )
