@@ -27,6 +27,7 @@ from herd.dispatch.attempts import (
     first_chunk_limit,
 )
 from herd.dispatch.auto_pull import auto_pull
+from herd.dispatch.fences import Fence
 from herd.dispatch.model_ops import ModelOps
 from herd.dispatch.ports import Answer, Chunk, NodePort, RouterPort
 from herd.dispatch.prep import RoutePlan, plan_route, settle, with_aliases
@@ -38,6 +39,7 @@ from herd.errors import (
     FleetUnavailable,
     HerdError,
     ModelNotFound,
+    NodeUnavailable,
 )
 from herd.scoring.failures import counts_against_node, nobody_left
 from herd.scoring.perf import metrics_from_final_chunk
@@ -56,6 +58,7 @@ class _Attempt:
     ttft: float
     ctx: TraceContext
     own: bool
+    fence: Fence  # set when the fleet view shows the node offline: the answer ends then
     ended: bool = False
 
     def end(self, ok: bool, error: str | None, last: Chunk | None, fault: bool = False) -> None:
@@ -64,6 +67,7 @@ class _Attempt:
         if self.ended:
             return
         self.ended = True
+        self.fence.close()
         if not ok:
             self.answer.cancel()
         self.dispatcher._report(
@@ -245,14 +249,11 @@ class Dispatcher:
             ctx.attempt(decision)
             t0 = time.perf_counter()
             node_id = decision.node_id
+            fence = self.link.fences.open(node_id, self.mirror.epoch)
             try:
-                # The node bounds the backend's first chunk itself; this outer bound (the
-                # node's plus a margin) catches a node that stopped answering.
-                async with asyncio.timeout(limit):
-                    answer = await self.nodes.open(
-                        node_id, sent, decision.model, self.mirror.data_url(node_id)
-                    )
+                answer = await self._open(fence, limit, decision, sent)
             except asyncio.CancelledError:
+                fence.close()
                 # The client went away (or complete()'s limit ran out) before the first
                 # chunk: end the attempt, so its slot on the node is given back.
                 self._report(decision, t0, ok=False, error="client disconnected")
@@ -261,6 +262,7 @@ class Dispatcher:
                 self._end_trace(ctx, own, None)
                 raise
             except Exception as exc:
+                fence.close()
                 err = first_chunk_error(self.settings, req.kind, exc, node_id)
                 again = tries.failed(err, node_id)
                 fault = counts_against_node(err)
@@ -282,12 +284,31 @@ class Dispatcher:
                 self._end_trace(ctx, own, err)
                 raise err from None
             ttft = time.perf_counter() - t0
-            attempt = _Attempt(self, decision, answer, t0, ttft, ctx, own)
+            attempt = _Attempt(self, decision, answer, t0, ttft, ctx, own, fence)
             rest = AnswerStream(self._rest(req.kind, attempt), attempt)
             return Served(decision, tries.attempt, answer.first, rest, tries.moves)
 
+    async def _open(
+        self, fence: Fence, limit: float, decision: Decision, sent: InferenceRequest
+    ) -> Answer:
+        """The first batch. The node bounds it itself; ``limit`` (the node's plus a margin)
+        catches a node that stopped answering, the fence one the fleet view shows offline."""
+        node_id = decision.node_id
+        fence.wait()
+        try:
+            async with asyncio.timeout(limit):
+                return await self.nodes.open(
+                    node_id, sent, decision.model, self.mirror.data_url(node_id)
+                )
+        except asyncio.CancelledError:
+            if fence.caught():  # retried elsewhere, like a refused connection
+                raise NodeUnavailable(fence.message()) from None
+            raise
+        finally:
+            fence.stop_waiting()
+
     async def _rest(self, kind: str, attempt: _Attempt) -> AsyncGenerator[list[Chunk], None]:
-        answer = attempt.answer
+        answer, fence = attempt.answer, attempt.fence
         last: Chunk | None = answer.first[-1] if answer.first else None
         ok = False
         error: str | None = None
@@ -297,10 +318,19 @@ class Dispatcher:
             # the consumer holds a batch does not count.
             async with IdleTimeout(self.settings.chunk_timeout + MARGIN_S) as idle:
                 while not answer_complete(kind, last):  # up to the final chunk
+                    if fence.reason is not None:  # set while the consumer held a batch
+                        raise BackendError(fence.message(), retryable=False)
+                    fence.wait()
                     try:
                         batch = await answer.next_batch()
                     except StopAsyncIteration:
                         break
+                    except asyncio.CancelledError:
+                        if fence.caught():
+                            raise BackendError(fence.message(), retryable=False) from None
+                        raise
+                    finally:
+                        fence.stop_waiting()
                     if batch:
                         last = batch[-1]
                         idle.pause()

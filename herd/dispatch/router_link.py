@@ -4,7 +4,8 @@ Three background tasks per event loop, all through the :class:`RouterPort`: one
 long-polls ``view`` and loads it into the :class:`~herd.routing.mirror.FleetMirror`, one
 sends begin/end events in numbered batches (``report``), one ships finished request
 traces (``record_traces``, :class:`~herd.dispatch.trace_shipper.TraceShipper`). Every
-router call is bounded by ``FLEET_ACTOR_CALL_TIMEOUT``.
+router call is bounded by ``FLEET_ACTOR_CALL_TIMEOUT``. Each view loaded or confirmed
+ends the attempts open on nodes it shows offline (:mod:`herd.dispatch.fences`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from herd.dispatch.fences import Fences
 from herd.dispatch.ports import RouterPort
 from herd.dispatch.trace_shipper import TraceShipper
 from herd.errors import FleetUnavailable, HerdError
@@ -61,6 +63,7 @@ class RouterLink:
             report_every=timing.report_every,
         )
         self.traces = TraceShipper(self._send_traces)
+        self.fences = Fences()  # the open attempts, by node
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock: asyncio.Lock | None = None
@@ -92,10 +95,13 @@ class RouterLink:
             try:
                 async with asyncio.timeout(timing.view_wait + self.settings.actor_call_timeout):
                     data = await self.router.view(mirror.epoch, mirror.version, timing.view_wait)
+                now = time.time()
                 if data is None:
-                    mirror.confirm(time.time())
+                    mirror.confirm(now)
                 else:
-                    mirror.load(data, time.time())
+                    mirror.load(data, now)
+                if self.fences:
+                    self.fences.check(mirror.snapshot(now), mirror.epoch)
                 await asyncio.sleep(timing.view_gap)
             except asyncio.CancelledError:
                 raise
