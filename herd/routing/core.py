@@ -4,8 +4,7 @@
 pipeline over a frozen snapshot; a request that no node can take waits in the
 holding queue and is re-scored whenever the fleet changes (event-driven), up to
 ``holding_queue_timeout``, then fails with ``NoCapacity`` (503 + Retry-After).
-The holding queue is FIFO per model: a waiter is served before anyone who came later
-for the same model, and a waiter whose caller went away (cancelled) leaves the queue.
+The holding queue is FIFO per model (``herd.routing.holding``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from herd.domain import Decision, FleetSnapshot, NodeHeartbeat, Outcome, canonical_model
@@ -25,28 +24,22 @@ from herd.errors import ModelNotFound, NoCapacity
 from herd.routing.decide import decide, weights_from, with_turn
 from herd.routing.events import Begin, Event, MirrorData, Note
 from herd.routing.fleet import FleetState
+from herd.routing.holding import HoldingQueue, Waiter
 from herd.routing.maintenance import (
     Move,
     Warm,
     find_zombies,
     plan_prewarm,
     plan_rebalance,
+    prewarm_event,
     queued_by_model,
+    rebalance_event,
+    zombie_event,
 )
-from herd.routing.reads import fleet_catalog, fleet_running, fleet_status
+from herd.routing.reads import fleet_catalog, fleet_running, fleet_status, outcome_record
 from herd.scoring import RouteQuery, failures
 from herd.scoring.perf import PerfBook
 from herd.settings import Settings
-
-
-@dataclass(eq=False, slots=True)
-class _Waiter:
-    request_id: str
-    models: tuple[str, ...]
-    exclude: frozenset[str]
-    attempt: int
-    future: asyncio.Future[Decision] = field(repr=False)
-    query: RouteQuery | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +74,7 @@ class RouterCore:
         }
         self.weights = weights_from(settings)
         self._change = asyncio.Event()
-        self._holding: dict[str, deque[_Waiter]] = {}
+        self._holding = HoldingQueue()  # herd.routing.holding
         # Models each node reported the last time its backend answered: a node whose
         # backend is down reports none, yet its models are still "known" (held, not 404).
         self._models_seen: dict[str, frozenset[str]] = {}
@@ -164,34 +157,18 @@ class RouterCore:
 
     @property
     def waiting(self) -> int:
-        return sum(len(q) for q in self._holding.values())
+        return self._holding.waiting
 
     def waiting_by_model(self) -> dict[str, int]:
-        return {m: len(q) for m, q in self._holding.items() if q}
+        return self._holding.by_model()
 
     def serve_waiters(self) -> int:
         """Give freed capacity to the holding queue, oldest first per model. Returns how
         many waiters got a node."""
         self._serve_scheduled = False
-        served = 0
-        for key in list(self._holding):
-            queue = self._holding[key]
-            while queue:
-                head = queue[0]
-                if head.future.done():  # cancelled or timed out meanwhile
-                    queue.popleft()
-                    continue
-                decision = self.try_route(
-                    head.request_id, head.models, head.exclude, head.attempt, head.query
-                )
-                if decision is None:
-                    break  # FIFO: nobody behind the head jumps ahead for this model
-                queue.popleft()
-                head.future.set_result(decision)
-                served += 1
-            if not queue:
-                del self._holding[key]
-        return served
+        return self._holding.serve(
+            lambda w: self.try_route(w.request_id, w.models, w.exclude, w.attempt, w.query)
+        )
 
     # --- decisions --------------------------------------------------------------------
     def try_route(
@@ -224,7 +201,7 @@ class RouterCore:
         """Route now, or wait in the holding queue until a node frees up or time runs out."""
         self._count(attempt)
         key = canonical_model(models[0])
-        if not self._holding.get(key):  # FIFO: with others waiting, queue up behind them
+        if not self._holding.has_waiters(key):  # FIFO: with others waiting, queue up behind them
             decision = self.try_route(request_id, models, exclude, attempt, query)
             if decision is not None:
                 return decision
@@ -239,7 +216,7 @@ class RouterCore:
         if hopeless is not None and hopeless.cooling:  # holding would not help: say why now
             raise hopeless.error()
         limit = self.settings.holding_queue_timeout if wait is None else wait
-        waiter = _Waiter(
+        waiter = Waiter(
             request_id,
             tuple(models),
             exclude,
@@ -247,7 +224,7 @@ class RouterCore:
             asyncio.get_running_loop().create_future(),
             query,
         )
-        self._holding.setdefault(key, deque()).append(waiter)
+        self._holding.join(key, waiter)
         self.counters["held"] += 1
         deadline = self.clock() + limit
         try:
@@ -271,16 +248,7 @@ class RouterCore:
                 self._notify()
             raise
         finally:
-            self._leave_queue(key, waiter)
-
-    def _leave_queue(self, key: str, waiter: _Waiter) -> None:
-        if not waiter.future.done():
-            waiter.future.cancel()
-        queue = self._holding.get(key)
-        if queue is not None and waiter in queue:
-            queue.remove(waiter)
-            if not queue:
-                del self._holding[key]
+            self._holding.leave(key, waiter)
 
     def _count(self, attempt: int) -> None:
         self.counters["requests" if attempt == 0 else "retries"] += 1
@@ -357,20 +325,7 @@ class RouterCore:
         if outcome.moved:
             return  # the request goes on elsewhere: neither served nor failed here
         self.counters["ok" if outcome.ok else "failed"] += 1
-        self.recent.append(
-            {
-                "request_id": outcome.request_id,
-                "node_id": outcome.node_id,
-                "model": outcome.model,
-                "ok": outcome.ok,
-                "ttft_s": outcome.first_chunk_s,
-                "latency_s": outcome.total_s,
-                "prompt_tokens": outcome.prompt_tokens,
-                "completion_tokens": outcome.completion_tokens,
-                "error": outcome.error,
-                "started_at": entry.started_at if entry else None,
-            }
-        )
+        self.recent.append(outcome_record(outcome, entry.started_at if entry else None))
 
     # --- upkeep -----------------------------------------------------------------------
     def upkeep(self) -> Upkeep:
@@ -382,16 +337,7 @@ class RouterCore:
         for entry in reaped:
             self.fleet.end(entry.request_id)
             self.counters["reaped"] += 1
-            self.events.append(
-                {
-                    "time": now,
-                    "kind": "zombie_reaped",
-                    "node_id": entry.node_id,
-                    "model": entry.model,
-                    "request_id": entry.request_id,
-                    "age_s": round(now - entry.started_at, 3),
-                }
-            )
+            self.events.append(zombie_event(entry, now))
         if reaped:
             self._notify()
         snapshot = self.fleet.snapshot(now)
@@ -407,9 +353,7 @@ class RouterCore:
         )
         for warm in warms:
             self._last_warmed[(warm.node_id, warm.model)] = now
-            self.events.append(
-                {"time": now, "kind": "prewarm", "node_id": warm.node_id, "model": warm.model}
-            )
+            self.events.append(prewarm_event(warm, now))
         self.serve_waiters()
         return Upkeep(tuple(moves), tuple(warms), tuple(e.request_id for e in reaped))
 
@@ -417,16 +361,7 @@ class RouterCore:
         """The rebalancer handed ``count`` requests back from ``move.from_node``."""
         if count:
             self.counters["moved"] += count
-            self.events.append(
-                {
-                    "time": self.clock(),
-                    "kind": "rebalanced",
-                    "node_id": move.from_node,
-                    "to_node": move.to_node,
-                    "model": move.model,
-                    "count": count,
-                }
-            )
+            self.events.append(rebalance_event(move, count, self.clock()))
 
     def forget_failures(self) -> int:
         """Readmit every pair the failure memory holds (an operator fixed the nodes; tests

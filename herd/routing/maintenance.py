@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from herd.domain import FleetSnapshot, NodeView, canonical_model
 from herd.routing.fleet import InFlight
@@ -144,3 +145,30 @@ def find_zombies(entries: Iterable[InFlight], now: float, timeout: float) -> lis
     """In-flight entries that began more than ``timeout`` seconds ago and never ended:
     their ingress died or lost the report. Reclaiming them frees their queue slots."""
     return [e for e in entries if now - e.started_at > timeout]
+
+
+# --- the router's event records of its upkeep (the Health view's list) ---------------
+def zombie_event(entry: InFlight, now: float) -> dict[str, Any]:
+    return {
+        "time": now,
+        "kind": "zombie_reaped",
+        "node_id": entry.node_id,
+        "model": entry.model,
+        "request_id": entry.request_id,
+        "age_s": round(now - entry.started_at, 3),
+    }
+
+
+def prewarm_event(warm: Warm, now: float) -> dict[str, Any]:
+    return {"time": now, "kind": "prewarm", "node_id": warm.node_id, "model": warm.model}
+
+
+def rebalance_event(move: Move, count: int, now: float) -> dict[str, Any]:
+    return {
+        "time": now,
+        "kind": "rebalanced",
+        "node_id": move.from_node,
+        "to_node": move.to_node,
+        "model": move.model,
+        "count": count,
+    }

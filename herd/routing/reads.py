@@ -3,6 +3,7 @@
 :class:`herd.routing.core.RouterCore` answers ``catalog`` (``/api/tags``), ``running``
 (``/api/ps``) and ``status`` (``/fleet/status``, ``herd status``, the dashboard, the
 metrics' gauges) with these functions; they read, never change, the router's state.
+``outcome_record`` is one entry of its list of recent requests.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from herd.capacity.report import capacity_status
-from herd.domain import FleetSnapshot, NodeView, canonical_model
+from herd.domain import FleetSnapshot, NodeView, Outcome, canonical_model
 
 
 def fleet_catalog(snapshot: FleetSnapshot) -> list[dict[str, Any]]:
@@ -124,4 +125,20 @@ def fleet_status(
         "counters": dict(counters),
         "view_version": view_version,  # what the ingress mirrors catch up to
         "time": now,
+    }
+
+
+def outcome_record(outcome: Outcome, started_at: float | None) -> dict[str, Any]:
+    """A finished request as the router's recent list keeps it."""
+    return {
+        "request_id": outcome.request_id,
+        "node_id": outcome.node_id,
+        "model": outcome.model,
+        "ok": outcome.ok,
+        "ttft_s": outcome.first_chunk_s,
+        "latency_s": outcome.total_s,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "error": outcome.error,
+        "started_at": started_at,
     }
