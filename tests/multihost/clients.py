@@ -17,6 +17,13 @@ from launch.localray import wait_until
 from .hosts import ADMIN, HostFleet
 
 MODEL = "llama3.2:3b"  # preloaded on every mac-mini emulator (35 tokens/s)
+MEASURED: dict[str, float] = {}
+
+
+def measure(what: str, seconds: float) -> None:
+    """A recovery time, printed (``-s``) as a ``MEASURED ...`` line."""
+    MEASURED[what] = seconds
+    print(f"MEASURED {what}: {seconds:.2f} s", flush=True)
 
 
 def chat_body(tokens: int, stream: bool = True) -> dict[str, Any]:
@@ -42,11 +49,12 @@ class Call:
     t0: float = 0.0  # when it was sent (monotonic)
 
     def start(self) -> Call:
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
         return self
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The request, in the calling thread."""
         t0 = self.t0 = time.monotonic()
         url = f"{self.endpoint}/api/chat"
         headers = {"X-Request-Id": self.rid}
@@ -87,6 +95,49 @@ class Call:
     def error_event(self) -> bool:
         """Ended by Ollama's error line after chunks (the dialect's error event)."""
         return bool(self.lines) and "error" in self.lines[-1] and self.lines[-1] != self.lines[0]
+
+
+@dataclass
+class Load:
+    """``clients`` threads, each sending one stream after another until ``stop``."""
+
+    endpoint: str
+    tokens: int
+    clients: int = 4
+    calls: list[Call] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> Load:
+        self.threads = [
+            threading.Thread(target=self._loop, daemon=True) for _ in range(self.clients)
+        ]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.done.is_set():
+            call = Call(self.endpoint, self.tokens)
+            self.calls.append(call)
+            call.run()
+
+    def wait_for(self, more: int, timeout: float = 60) -> None:
+        """Until ``more`` further requests have ended."""
+        goal = self.ended() + more
+        wait_until(lambda: self.ended() >= goal, timeout, f"{more} more requests", step=0.05)
+
+    def ended(self) -> int:
+        return sum(1 for c in list(self.calls) if c.seconds)
+
+    def stop(self, bound: float) -> list[Call]:
+        """Stop and join every client within ``bound`` (no hang past it); every call."""
+        self.done.set()
+        deadline = time.monotonic() + bound
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), f"a client waits past {bound}s"
+        return list(self.calls)
 
 
 def stream_on(fleet: HostFleet, node: str, tokens: int, most: int = 8) -> tuple[Call, list[Call]]:

@@ -2,7 +2,8 @@
 emulator, Ray node and ``herd deploy`` (``tests/multihost/hosts.py``).
 
 dev1 (the Ray head, router and endpoint), dev2 and dev3 start with the fleet; dev4 is
-added by the first case (a host that joins late). The cases run in file order on this
+added by ``test_hosts.py``'s first case (a host that joins late), winbox (an emulator
+alone, no Ray: a remote node) by ``test_actors.py``'s last. The cases run in file order on this
 one fleet, each leaving it as the next expects. Everything the fixture built is removed
 at the end, after a failure too (``Network.close``). Multi-host tests run before every
 other test of a session, so the shared loopback fleet of ``tests/conftest.py`` is not

@@ -171,7 +171,10 @@ class HostFleet:
     def _ray_started(self, host: Host) -> bool:
         proc = host.procs["ray"]
         if proc.poll() is not None:
-            raise RuntimeError(f"ray start on {host.name} exited; see {host.dir}/ray.log")
+            log = ""
+            with contextlib.suppress(OSError):
+                log = (host.dir / "ray.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"ray start on {host.name} exited {proc.returncode}:\n{log}")
         try:
             return b"block forever" in (host.dir / "ray.log").read_bytes()
         except OSError:
@@ -180,19 +183,27 @@ class HostFleet:
     def deploy(self, host: Host, timeout: float = 180.0) -> str:
         """``herd deploy`` inside the host's namespace (the head: router + endpoint too)."""
         role = "--head" if host.name == self.head else "--no-head"
-        cmd = [sys.executable, "-m", "launch.cli", "deploy", "--address", self.gcs, role]
-        done = subprocess.run(
-            host.net.command([*cmd, "--node-name", host.name], REPO),
-            capture_output=True,
-            text=True,
-            env=self.herd_env(host),
-            timeout=timeout,
-        )
+        args = ["deploy", "--address", self.gcs, role, "--node-name", host.name]
+        done = self.herd(host, *args, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"herd deploy on {host.name}: {done.stderr[-2000:]}")
         if host.name == self.head and (m := re.search(r"on ray node (\w+)", done.stdout)):
             self.head_ray_prefix = m.group(1)
         return done.stdout
+
+    def herd(
+        self, host: Host, *args: str, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """A ``herd`` command inside the host's namespace with its settings (there it is
+        a driver of the cluster: ``deploy``, ``add-node``, ``remove-node``)."""
+        cmd = [sys.executable, "-m", "launch.cli", *args]
+        return subprocess.run(
+            host.net.command(cmd, REPO),
+            capture_output=True,
+            text=True,
+            env=self.herd_env(host),
+            timeout=timeout,
+        )
 
     def deploy_foreground(self, host: Host) -> subprocess.Popen[bytes]:
         """``herd deploy --foreground`` (the service form) inside the namespace."""
@@ -223,6 +234,28 @@ class HostFleet:
                 os.kill(pid, signal.SIGKILL)
                 return pid
         raise RuntimeError(f"no raylet runs in {name}'s namespace")
+
+    def stop_sim(self, name: str) -> None:
+        """SIGKILL the host's emulator (its Ollama crashed); ``start_sim`` starts it again."""
+        self.signal(name, "sim", signal.SIGKILL)
+        self.hosts[name].procs["sim"].wait(10)
+
+    def actor_pids(self, name: str, actor: str) -> list[int]:
+        """The pids (as the root sees them) of the Ray workers on ``name`` that run an
+        ``actor`` (its class name): Ray titles such a process ``ray::<class>``, or
+        ``ray::<class>.<method>()`` while it runs a method."""
+        title = f"ray::{actor}"
+        return [
+            pid
+            for pid in self.net.pids(name)
+            if (seen := process_name(pid)) == title or seen.startswith(f"{title}.")
+        ]
+
+    def actor_pid(self, name: str, actor: str) -> int | None:
+        """The one worker running ``actor`` on ``name``; None while there is none."""
+        pids = self.actor_pids(name, actor)
+        assert len(pids) <= 1, f"{len(pids)} processes run {actor} on {name}: {pids}"
+        return pids[0] if pids else None
 
     def restart_ray_node(self, name: str) -> None:
         """What a service manager does when ``ray start --block`` ended (Ray told the
