@@ -62,7 +62,8 @@ def test_a_host_joins_late_and_takes_requests(hosts: HostFleet) -> None:
     out = host.output = _lines(proc)
     timed_wait(lambda: any("serving" in line for line in out), 120, "dev4's deploy")
     # In /fleet/status and online: measured from the moment its deploy said so.
-    joined = timed_wait(lambda: "dev4" in hosts.online(), 10 * HEARTBEAT, "dev4 online")
+    # 1.1 s on a quiet box; 3.8-4.7 s with other fleets running on the two cores.
+    joined = timed_wait(lambda: "dev4" in hosts.online(), 20 * HEARTBEAT, "dev4 online")
     _measure("join: deploy done -> online in /fleet/status", joined)
 
     on_dev4, opened = stream_on(hosts, "dev4", tokens=60)
