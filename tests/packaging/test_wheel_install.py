@@ -34,6 +34,7 @@ CORE = {
     "python-dotenv",
     "pyyaml",
     "rich",
+    "zeroconf",  # herd join finds the head over mDNS
 }
 
 
