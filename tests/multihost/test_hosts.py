@@ -21,7 +21,7 @@ import pytest
 
 from herd.errors import FleetUnavailable
 
-from .clients import Call, stream_on, trace, traced
+from .clients import Call, measure, stream_on, trace, traced
 from .hosts import HostFleet, timed_wait
 
 pytestmark = [pytest.mark.multihost]
@@ -29,12 +29,6 @@ pytestmark = [pytest.mark.multihost]
 HEARTBEAT = 0.5  # FLEET_HEARTBEAT_INTERVAL of every host (hosts.py)
 CLIENT_BOUND = 25.0  # no client waits longer than this on a host that is gone
 OFFLINE_BOUND = 15.0  # a dead or cut-off host is offline within this
-MEASURED: dict[str, float] = {}
-
-
-def _measure(what: str, seconds: float) -> None:
-    MEASURED[what] = seconds
-    print(f"MEASURED {what}: {seconds:.2f} s", flush=True)
 
 
 def _gone_or_offline(fleet: HostFleet, name: str) -> bool:
@@ -64,7 +58,7 @@ def test_a_host_joins_late_and_takes_requests(hosts: HostFleet) -> None:
     # In /fleet/status and online: measured from the moment its deploy said so.
     # 1.1 s on a quiet box; 3.8-4.7 s with other fleets running on the two cores.
     joined = timed_wait(lambda: "dev4" in hosts.online(), 20 * HEARTBEAT, "dev4 online")
-    _measure("join: deploy done -> online in /fleet/status", joined)
+    measure("join: deploy done -> online in /fleet/status", joined)
 
     on_dev4, opened = stream_on(hosts, "dev4", tokens=60)
     for call in opened:
@@ -90,16 +84,17 @@ def test_a_host_leaves_politely_and_no_request_is_lost(hosts: HostFleet) -> None
     out = "".join(hosts.hosts["dev4"].output)
     assert "node dev4: drained" in out and "left the fleet" in out, out
     left = timed_wait(lambda: hosts.node("dev4") is None, 10, "dev4 out of /fleet/status")
-    _measure("leave: drained -> gone from /fleet/status", left)
+    measure("leave: drained -> gone from /fleet/status", left)
     assert on_dev4.completed
     assert all(r["status"] == "ok" for r in traced(hosts, [*opened, *during]))
 
 
 @pytest.mark.xfail(
     strict=False,
-    reason="not yet passed 3 runs of 3 (closing note, 2026-12-02): a request held on the hung "
-    "dev3 waited past the 25 s bound; with the fence it is retried at once, but then queued "
-    "behind the other hosts' 26 s streams (one slot each); the bound now counts from their end",
+    reason="kept visible until more clean runs (closing note, 2026-12-02): before the fence a "
+    "request held on the hung dev3 waited past the 25 s bound; with it the request is retried "
+    "at once and queues behind the other hosts' 26 s streams (one slot each), so the bound "
+    "counts from their end; 3 of 3 runs since the fence passed",
 )
 def test_a_hosts_raylet_killed_mid_stream(hosts: HostFleet) -> None:
     victim = "dev3"
@@ -120,14 +115,14 @@ def test_a_hosts_raylet_killed_mid_stream(hosts: HostFleet) -> None:
     hosts.kill_raylet(victim)
     killed = time.monotonic()
     offline = timed_wait(lambda: _gone_or_offline(hosts, victim), OFFLINE_BOUND, "dev3 offline")
-    _measure("raylet SIGKILL -> offline in /fleet/status", offline)
+    measure("raylet SIGKILL -> offline in /fleet/status", offline)
     # Every attempt still open on dev3 ends as soon as it is offline (the ingress fences
     # them): their bookings are released, the held ones retried elsewhere.
     timed_wait(lambda: _in_flight(hosts, victim) == 0, 5, "dev3's attempts ended")
-    _measure("raylet SIGKILL -> no attempt open on dev3", time.monotonic() - killed)
+    measure("raylet SIGKILL -> no attempt open on dev3", time.monotonic() - killed)
 
     mid.join(CLIENT_BOUND)
-    _measure("raylet SIGKILL -> the cut stream's client done", _ended(mid) - killed)
+    measure("raylet SIGKILL -> the cut stream's client done", _ended(mid) - killed)
     # dev1 and dev2 run one request at a time (FLEET_NODE_NUM_PARALLEL is 1 in hosts.py):
     # what is retried off dev3 queues there behind the other ~26 s streams, a wait on a
     # live host, not on the gone one; the bound counts from when those streams end.
@@ -138,8 +133,8 @@ def test_a_hosts_raylet_killed_mid_stream(hosts: HostFleet) -> None:
         call.join(max(0.0, freed + CLIENT_BOUND - time.monotonic()))
     retried_at = [_ended(c) for c in waiting if c.headers.get("x-herd-retries", "0") != "0"]
     last = max(retried_at, default=killed)
-    _measure("raylet SIGKILL -> the last request held on dev3 served elsewhere", last - killed)
-    _measure("the live hosts' long streams done -> that request served", last - freed)
+    measure("raylet SIGKILL -> the last request held on dev3 served elsewhere", last - killed)
+    measure("the live hosts' long streams done -> that request served", last - freed)
     # The stream past its first chunk ends with Ollama's error line (status 200 already
     # sent), never a hang; a truncated body from the ingress is reported if it happens.
     assert mid.status == 200 and (mid.error_event or mid.error), (mid.lines[-2:], mid.error)
@@ -160,7 +155,7 @@ def test_a_hosts_raylet_killed_mid_stream(hosts: HostFleet) -> None:
     t0 = time.monotonic()
     hosts.restart_ray_node(victim)
     timed_wait(lambda: victim in hosts.online(), 30, "dev3 online again")
-    _measure("raylet restart (ray start + herd deploy) -> online", time.monotonic() - t0)
+    measure("raylet restart (ray start + herd deploy) -> online", time.monotonic() - t0)
     again, more = stream_on(hosts, victim, tokens=20)
     for call in more:
         call.join(CLIENT_BOUND)
@@ -184,9 +179,9 @@ def test_a_hosts_link_goes_down_mid_stream_and_comes_back(hosts: HostFleet) -> N
     during: list[Call] = []
     try:
         offline = timed_wait(lambda: _gone_or_offline(hosts, victim), OFFLINE_BOUND, "offline")
-        _measure("link down -> offline in /fleet/status", offline)
+        measure("link down -> offline in /fleet/status", offline)
         mid.join(CLIENT_BOUND)
-        _measure("link down -> the cut stream's client done", _ended(mid) - cut)
+        measure("link down -> the cut stream's client done", _ended(mid) - cut)
         assert mid.status == 200 and mid.error_event, (mid.lines[-2:], mid.error)
         # While dev2 is cut off, new requests are served by the others.
         during += [Call(hosts.endpoint, 20).start() for _ in range(4)]
@@ -206,7 +201,7 @@ def test_a_hosts_link_goes_down_mid_stream_and_comes_back(hosts: HostFleet) -> N
         print(f"NOTE: dev2's `ray start --block` exited {ray_proc.returncode}: restarted")
         hosts.restart_ray_node(victim)
         timed_wait(lambda: victim in hosts.online(), 30, "dev2 online again")
-    _measure(f"link up -> online (restarted={restarted})", time.monotonic() - back)
+    measure(f"link up -> online (restarted={restarted})", time.monotonic() - back)
     again, more = stream_on(hosts, victim, tokens=20)
     for call in [*opened, *more]:
         call.join(CLIENT_BOUND)
