@@ -8,8 +8,10 @@ deploys the router, the endpoint and this box's node, and prints the line to run
 every other box. ``herd join`` checks this box's Python / Ray / herd versions against
 the head's (``launch/cluster_node.py``), starts a Ray worker with the head's token and
 deploys this box's NodeActor. ``--foreground`` keeps either up as a service: the
-actors are brought back when they are gone (``launch/supervise.py``); SIGTERM / Ctrl-C
-drains this node (on the head: stops herd) and ends the Ray node. ``herd deploy``
+actors are brought back when they are gone (``launch/supervise.py``), a worker's Ray
+node that ended (declared dead after a network loss) is started again
+(``launch/rejoin.py``); SIGTERM / Ctrl-C drains this node (on the head: stops herd)
+and ends the Ray node. ``herd deploy``
 stays for those who run Ray themselves. Pure parts: ``launch/cluster_plan.py``.
 """
 
@@ -276,7 +278,9 @@ def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
         f"http://{host_port(head_ip, int(endpoint_port))}"
     )
     if args.foreground:
-        return _stay_up(settings, name, ray_node_id, node, False, args.drain_timeout)
+        env = node_env(token_path)
+        rejoin = (ray_args, env, (head_ip, port))
+        return _stay_up(settings, name, ray_node_id, node, False, args.drain_timeout, rejoin)
     _say(_background_note(node))
     return 0
 
@@ -288,29 +292,38 @@ def _stay_up(
     node: RayNodeProcess,
     head: bool,
     drain_timeout: float,
+    rejoin: tuple[list[str], dict[str, str], tuple[str, int]] | None = None,
 ) -> int:
-    """The service form: supervise this box's actors until SIGTERM / Ctrl-C or until the
-    Ray node ends (exit 1, for the service manager to restart us); then take this node
-    out of the fleet (the head: herd out of every box) and end the Ray node."""
+    """The service form: supervise this box's actors until SIGTERM / Ctrl-C; then take
+    this node out of the fleet (the head: herd out of every box) and end the Ray node.
+    A worker's Ray node that ends by itself is started again (``rejoin``: its flags,
+    environment and the head's GCS; ``launch/rejoin.py``); the head's ends the service
+    (exit 1, for the service manager to restart it: the whole cluster went with it)."""
     import ray
 
+    from launch.rejoin import RayKeeper
     from launch.supervise import Supervisor
     from launch.teardown import leave_fleet, stop_herd
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    ray_ended = threading.Event()
 
     def watch_ray() -> None:
-        node.wait()
-        stop.set()
+        if node.wait_ended(stop):
+            ray_ended.set()
+            stop.set()
 
-    threading.Thread(target=watch_ray, daemon=True).start()
+    if rejoin is None:
+        threading.Thread(target=watch_ray, daemon=True).start()
+    else:
+        RayKeeper(node, *rejoin, stop=stop, say=_say).thread()
     what = "the fleet (herd on every box)" if head else f"node {name}"
     _say(f"{what} serving; SIGTERM or Ctrl-C takes it out and ends this box's Ray node")
     supervisor = Supervisor(settings, name, ray_node_id, head=head, say=_say)
     supervisor.run(stop, interval=max(1.0, settings.heartbeat_interval))
-    if node.exited():
+    if ray_ended.is_set():
         _say(f"Ray on this box stopped; see {node.log_path}", err=True)
         return EXIT_ERROR
     lines: Iterable[str] = (

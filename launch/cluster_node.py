@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,22 @@ class RayNodeProcess:
     def wait(self) -> None:
         if self.proc is not None:
             self.proc.wait()
+
+    def wait_ended(self, stop: threading.Event, step: float = 0.5) -> bool:
+        """Until the node ended (True) or ``stop`` is set (False); a node a previous run
+        left running is watched through its pid."""
+        pid = self.proc.pid if self.proc is not None else self.running_pid()
+        while not stop.wait(step):
+            if self.proc is not None and self.proc.poll() is not None:
+                return True
+            if self.proc is None and (pid is None or not _alive(pid)):
+                return True
+        return False
+
+    def ended_how(self) -> str:
+        if self.proc is not None and self.proc.returncode is not None:
+            return f"`ray start` exited {self.proc.returncode}"
+        return "its process is gone"
 
     def stop(self, timeout: float = 20.0) -> str:
         """End the node (its whole process group): SIGTERM, then SIGKILL."""

@@ -1,6 +1,7 @@
 """A herd fleet of separate hosts: in each namespace (``tests/multihost/netns.py``) an
 Ollama emulator, a Ray node (plain ``ray start --block``, token auth) and
-``herd deploy``, exactly as on a box of a real LAN.
+``herd deploy``, or ``herd join --foreground`` (the one command), exactly as on a box of
+a real LAN.
 
 dev1 holds the Ray head (GCS at ``<dev1>:6379``), the router and the endpoint
 (``FLEET_HOST=0.0.0.0``, reached by the test at ``http://<dev1>:11435`` through the
@@ -19,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,10 +208,37 @@ class HostFleet:
         )
 
     def deploy_foreground(self, host: Host) -> subprocess.Popen[bytes]:
-        """``herd deploy --foreground`` (the service form) inside the namespace."""
+        """``herd deploy --foreground`` (the service form) inside the namespace; its
+        stdout is collected in ``host.output``."""
         cmd = [sys.executable, "-m", "launch.cli", "deploy", "--foreground", "--no-head"]
         cmd += ["--address", self.gcs, "--node-name", host.name, "--drain-timeout", "30"]
-        return self.spawn(host, "deploy", cmd, self.herd_env(host), pipe=True)
+        return self._collected(host, self.spawn(host, "deploy", cmd, self.herd_env(host), True))
+
+    def join_foreground(self, host: Host) -> subprocess.Popen[bytes]:
+        """``herd join HEAD --foreground`` (one command: Ray worker + NodeActor, kept up
+        as a service) inside the namespace; its stdout is collected in ``host.output``."""
+        cmd = [sys.executable, "-m", "launch.cli", "join", self.gcs, "--foreground"]
+        cmd += ["--token-file", str(self.token_path), "--node-name", host.name]
+        cmd += ["--temp-dir", str(host.dir / "ray"), "--drain-timeout", "30"]
+        cmd += ["--ray-arg=--num-cpus=1", "--ray-arg=--object-store-memory=80000000"]
+        return self._collected(host, self.spawn(host, "join", cmd, self.herd_env(host), True))
+
+    @staticmethod
+    def _collected(host: Host, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        out = host.output
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                out.append(raw.decode(errors="replace"))
+
+        threading.Thread(target=read, daemon=True).start()
+        return proc
+
+    def said(self, name: str, text: str, since: int = 0) -> bool:
+        """Whether a piped herd command of ``name`` printed ``text`` (in its lines from
+        number ``since`` on)."""
+        return any(text in line for line in list(self.hosts[name].output)[since:])
 
     def start_host(self, name: str, number: int) -> Host:
         host = self.add_host(name, number)
@@ -258,20 +287,21 @@ class HostFleet:
         return pids[0] if pids else None
 
     def restart_ray_node(self, name: str) -> None:
-        """What a service manager does when ``ray start --block`` ended (Ray told the
-        raylet it was dead): start it again, then deploy the node again."""
+        """What the Ray unit's service manager does when ``ray start --block`` ended (Ray
+        told the raylet it was dead): start Ray again. The host's ``herd deploy
+        --foreground`` (kept running) deploys its node on the new Ray node."""
         host = self.hosts[name]
         proc = host.procs["ray"]
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         keep = {host.net.init_pid, *self._tree(host.procs["sim"].pid)}
-        for pid in self.net.pids(name):  # Ray's leftovers, not the emulator
+        keep.update(self._tree(host.procs["deploy"].pid))
+        for pid in self.net.pids(name):  # Ray's leftovers, not the emulator nor herd
             if pid not in keep:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.start_ray(host)
-        self.deploy(host)
 
     @staticmethod
     def _tree(pid: int) -> list[int]:
