@@ -113,3 +113,24 @@ def test_stopping_ends_the_keeper_without_a_restart(tmp_path: Path, head: tuple[
     assert not thread.is_alive()
     node.crash()
     assert keeper.restarts == [] and node.starts == [[]] and said == []
+
+
+def test_a_node_an_earlier_run_left_is_watched_through_its_pid(tmp_path: Path) -> None:
+    """``herd join --foreground`` on a box whose Ray node a background ``herd join``
+    left running: the node is watched (not taken as ended at once), then seen ending."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "ray-node.pid").write_text(str(child.pid))
+        node = RayNodeProcess(tmp_path)  # no process object: found by its pid file
+        assert node.proc is None and node.running_pid() == child.pid
+        stop = threading.Event()
+        ended: list[bool] = []
+        watch = threading.Thread(target=lambda: ended.append(node.wait_ended(stop, 0.05)))
+        watch.start()
+        assert not stop.wait(0.5) and not ended  # still running: still watched
+        child.kill()
+        child.wait()
+        watch.join(5)
+        assert ended == [True]
+    finally:
+        child.kill()
