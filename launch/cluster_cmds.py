@@ -11,8 +11,8 @@ deploys this box's NodeActor. ``--foreground`` keeps either up as a service: the
 actors are brought back when they are gone (``launch/supervise.py``), a worker's Ray
 node that ended (declared dead after a network loss) is started again
 (``launch/rejoin.py``); SIGTERM / Ctrl-C drains this node (on the head: stops herd)
-and ends the Ray node. ``herd deploy``
-stays for those who run Ray themselves. Pure parts: ``launch/cluster_plan.py``.
+and ends the Ray node. ``herd deploy`` stays for those who run Ray themselves. Pure
+parts: ``launch/cluster_plan.py``.
 """
 
 from __future__ import annotations
