@@ -51,6 +51,7 @@ from launch.cluster_plan import (
     save_token,
     worker_args,
 )
+from launch.localray import port_open
 
 DISCOVERY_S = 3.0  # herd join without HEAD browses mDNS this long
 
@@ -137,7 +138,7 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     if needs_cluster_flag(sys.platform):
         _say(MAC_WINDOWS_WARNING, err=True)
     node = RayNodeProcess(settings.data_dir)
-    if node.running_pid() is None and _port_open(ip, args.ray_port):
+    if node.running_pid() is None and port_open(args.ray_port, ip, timeout=3.0):
         raise CliError(
             f"port {args.ray_port} on {ip} is taken (another Ray head?): stop it or pass --ray-port"
         )
@@ -168,14 +169,6 @@ def _background_note(node: RayNodeProcess) -> str:
         f"Ray keeps running in the background (pid {node.running_pid()}); `herd stop` "
         "removes herd from the fleet, `ray stop` ends Ray on this box"
     )
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=3.0):
-            return True
-    except OSError:
-        return False
 
 
 def _join_token(args: argparse.Namespace, token_path: Path) -> None:
@@ -242,7 +235,7 @@ def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
     token_path = settings.data_dir / TOKEN_FILE
     _join_token(args, token_path)
     head_ip = resolve(host)
-    if not _port_open(head_ip, port):
+    if not port_open(port, head_ip, timeout=3.0):
         raise CliError(
             f"no Ray head answers at {gcs}: is `herd start` running there, and is TCP port "
             f"{port} open in its firewall?",

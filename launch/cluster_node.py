@@ -100,13 +100,6 @@ class RayNodeProcess:
                 return line[:400]
         return lines[-1][:400] if lines else "no output"
 
-    def exited(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
-
-    def wait(self) -> None:
-        if self.proc is not None:
-            self.proc.wait()
-
     def wait_ended(self, stop: threading.Event, step: float = 0.5) -> bool:
         """Until the node ended (True) or ``stop`` is set (False); a node a previous run
         left running is watched through its pid."""

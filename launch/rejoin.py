@@ -9,13 +9,13 @@ back off (1 s doubling to 30 s) so a box that cannot start Ray does not spin.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 from herd.errors import HerdError
 from launch.cluster_node import RayNodeProcess
+from launch.localray import port_open
 
 HEAD_POLL_S = 1.0  # how often an unreachable head is tried (one TCP connect)
 
@@ -55,7 +55,8 @@ class RayKeeper:
         """Start the node once the head answers; False when stopped first."""
         delay = self.backoff[0]
         while not self.stop.is_set():
-            if not _port_open(*self.head):
+            host, port = self.head
+            if not port_open(port, host, timeout=2.0):
                 self.stop.wait(HEAD_POLL_S)
                 continue
             try:
@@ -72,11 +73,3 @@ class RayKeeper:
         thread = threading.Thread(target=self.run, name="ray-keeper", daemon=True)
         thread.start()
         return thread
-
-
-def _port_open(host: str, port: int, timeout: float = 2.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

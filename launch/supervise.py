@@ -27,6 +27,7 @@ from collections.abc import Callable
 import ray
 
 from actors import NAMESPACE, ROUTER_NAME, node_actor_name
+from actors.cluster import connect, ray_node_with_resource
 from actors.naming import get_named
 from herd.settings import Settings
 from launch.localray import resource_name
@@ -74,7 +75,7 @@ class Supervisor:
         done: list[str] = []
         if not self._follow_ray_node():
             return done  # this box has no live Ray node yet: nothing can be deployed here
-        moved = self._moved  # the actors of this box were on its old Ray node
+        moved = self._moved  # the actors of this box were on its old Ray node: replace them
         if self.head and self._needs_deploy(ROUTER_NAME, moved):
             from actors.router import deploy_router_actor
 
@@ -103,8 +104,6 @@ class Supervisor:
     def _follow_ray_node(self) -> bool:
         """True when this box's Ray node is alive; after it rejoined under a new id, that
         id (this process joins again first when the raylet it was connected to is gone)."""
-        from actors.cluster import connect
-
         if not ray.is_initialized():  # an earlier check could not join again yet
             connect(self.gcs, timeout=self.settings.ray_connect_timeout)
         alive = _alive_ray_nodes()
@@ -114,9 +113,8 @@ class Supervisor:
             ray.shutdown()  # connected to a raylet that is gone: join through the new one
             connect(self.gcs, timeout=self.settings.ray_connect_timeout)
             alive = _alive_ray_nodes()
-        mine = resource_name(self.node_id)
-        found = [node for node, resources in alive.items() if mine in resources]
-        new = found[0] if found else str(ray.get_runtime_context().get_node_id())
+        found = ray_node_with_resource(resource_name(self.node_id))
+        new = found or str(ray.get_runtime_context().get_node_id())
         if new not in alive:
             return False
         self.say(f"this box's Ray node is back (was {self.ray_node_id[:12]}, now {new[:12]})")
@@ -151,10 +149,6 @@ class Supervisor:
                 self._last_failure = ""
 
 
-def _alive_ray_nodes() -> dict[str, dict[str, float]]:
-    """The cluster's live Ray nodes: id -> resources."""
-    return {
-        str(info["NodeID"]): dict(info.get("Resources", {}))
-        for info in ray.nodes()
-        if info.get("Alive")
-    }
+def _alive_ray_nodes() -> set[str]:
+    """The ids of the cluster's live Ray nodes."""
+    return {str(info["NodeID"]) for info in ray.nodes() if info.get("Alive")}
